@@ -1,0 +1,44 @@
+# msb: the two commands a newcomer needs are `make run` and `make test`; both install and build
+# everything they need first (scripts/setup).
+
+BUILD ?= build
+CMAKE_FLAGS ?=
+CTEST_FLAGS ?=
+JOBS ?= $(shell nproc)
+
+.PHONY: all setup configure build run test lint bench asan tsan fuzz clean
+
+all: build
+
+setup:
+	@scripts/setup
+
+$(BUILD)/build.ninja:
+	@scripts/setup --packages
+	cmake -S . -B $(BUILD) -G Ninja $(CMAKE_FLAGS)
+
+configure: $(BUILD)/build.ninja
+
+build: setup configure
+	@cmake --build $(BUILD) -j $(JOBS)
+
+run: build
+	$(BUILD)/msb run -- uname -a
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) $(CTEST_FLAGS)
+
+lint: configure
+	@scripts/lint $(BUILD)
+
+bench:
+	@scripts/bench
+
+asan:
+	$(MAKE) BUILD=build-asan CMAKE_FLAGS="-DMSB_SANITIZE=address" test
+
+tsan:
+	$(MAKE) BUILD=build-tsan CMAKE_FLAGS="-DMSB_SANITIZE=thread" test
+
+clean:
+	rm -rf build build-asan build-tsan build-release build-fuzz
