@@ -18,7 +18,7 @@ source_version() {
 }
 
 key() {
-    { source_version; cat "$here/pvm-native.patch" "$here/msb.config" "$here/build.sh"; } |
+    { source_version; cat "$here/msb-guest.patch" "$here/msb.config" "$here/build.sh"; } |
         sha256sum | cut -c1-16
 }
 
@@ -63,8 +63,8 @@ step "unpacking $(basename "$tarball") ($(source_version))"
 tar -C "$work" -xJf "$tarball" --exclude='linux-source-6.1/Documentation/[!K]*'
 src="$work/linux-source-6.1"
 
-step "applying pvm-native.patch"
-patch -d "$src" -p1 --quiet <"$here/pvm-native.patch"
+step "applying msb-guest.patch"
+patch -d "$src" -p1 --quiet <"$here/msb-guest.patch"
 
 step "configuring (tinyconfig + msb.config)"
 (

@@ -39,7 +39,8 @@ EventLoop& EventLoop::operator=(EventLoop&&) noexcept = default;
 EventLoop::~EventLoop() = default;
 
 Status EventLoop::add(int fd, uint32_t events, Callback callback) {
-    if (m_token_by_fd.count(fd)) return Error("event loop: fd " + std::to_string(fd) + " already added");
+    if (m_token_by_fd.count(fd))
+        return Error("event loop: fd " + std::to_string(fd) + " already added");
     uint64_t token = m_next_token++;
     epoll_event ev{};
     ev.events = events;
@@ -53,7 +54,8 @@ Status EventLoop::add(int fd, uint32_t events, Callback callback) {
 
 Status EventLoop::modify(int fd, uint32_t events) {
     auto it = m_token_by_fd.find(fd);
-    if (it == m_token_by_fd.end()) return Error("event loop: fd " + std::to_string(fd) + " not added");
+    if (it == m_token_by_fd.end())
+        return Error("event loop: fd " + std::to_string(fd) + " not added");
     epoll_event ev{};
     ev.events = events;
     ev.data.u64 = it->second;
@@ -96,7 +98,8 @@ Result<int> EventLoop::run_once(std::chrono::milliseconds timeout) {
         }
         auto it = m_by_token.find(token);
         if (it == m_by_token.end()) continue;  // removed earlier in this round
-        std::shared_ptr<Registration> reg = it->second;  // keeps the callback alive if it removes itself
+        std::shared_ptr<Registration> reg =
+            it->second;  // keeps the callback alive if it removes itself
         reg->callback(events[i].events);
         ++dispatched;
     }

@@ -14,12 +14,14 @@ TEST(EventLoop, DispatchesReadableFd) {
     auto loop = MUST(EventLoop::create());
     auto pipe = MUST(Pipe::create());
     int calls = 0;
-    ASSERT_TRUE(loop.add(pipe.read.get(), EPOLLIN, [&](uint32_t ev) {
-        EXPECT_TRUE(ev & EPOLLIN);
-        char c;
-        ASSERT_EQ(::read(pipe.read.get(), &c, 1), 1);
-        ++calls;
-    }).ok());
+    ASSERT_TRUE(loop.add(pipe.read.get(), EPOLLIN,
+                         [&](uint32_t ev) {
+                             EXPECT_TRUE(ev & EPOLLIN);
+                             char c;
+                             ASSERT_EQ(::read(pipe.read.get(), &c, 1), 1);
+                             ++calls;
+                         })
+                    .ok());
     EXPECT_EQ(MUST(loop.run_once(0ms)), 0);
     ASSERT_EQ(::write(pipe.write.get(), "a", 1), 1);
     EXPECT_EQ(MUST(loop.run_once(1000ms)), 1);

@@ -44,12 +44,18 @@ std::mutex g_init_mutex;
 
 spdlog::level::level_enum to_spdlog(Level level) {
     switch (level) {
-        case Level::Trace: return spdlog::level::trace;
-        case Level::Debug: return spdlog::level::debug;
-        case Level::Info: return spdlog::level::info;
-        case Level::Warn: return spdlog::level::warn;
-        case Level::Error: return spdlog::level::err;
-        case Level::Off: return spdlog::level::off;
+        case Level::Trace:
+            return spdlog::level::trace;
+        case Level::Debug:
+            return spdlog::level::debug;
+        case Level::Info:
+            return spdlog::level::info;
+        case Level::Warn:
+            return spdlog::level::warn;
+        case Level::Error:
+            return spdlog::level::err;
+        case Level::Off:
+            return spdlog::level::off;
     }
     return spdlog::level::info;
 }
@@ -80,7 +86,8 @@ void init(const Options& options) {
 void set_level(Level level) { g_level.store(static_cast<int>(level), std::memory_order_relaxed); }
 
 bool enabled(Level level) {
-    return level != Level::Off && static_cast<int>(level) >= g_level.load(std::memory_order_relaxed);
+    return level != Level::Off &&
+           static_cast<int>(level) >= g_level.load(std::memory_order_relaxed);
 }
 
 std::optional<Level> parse_level(std::string_view text) {

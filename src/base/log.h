@@ -59,7 +59,8 @@ void error(fmt::format_string<Args...> f, Args&&... args) {
 // Thread-safe.
 class RateLimit {
 public:
-    explicit RateLimit(uint64_t burst = 10, uint64_t every = 1000) : m_burst(burst), m_every(every) {}
+    explicit RateLimit(uint64_t burst = 10, uint64_t every = 1000)
+        : m_burst(burst), m_every(every) {}
     bool allow() {
         uint64_t n = m_count.fetch_add(1, std::memory_order_relaxed) + 1;
         return n <= m_burst || n % m_every == 0;

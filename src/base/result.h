@@ -24,7 +24,8 @@ namespace msb {
 // there is one (0 otherwise).
 class Error {
 public:
-    explicit Error(std::string message, int code = 0) : m_message(std::move(message)), m_code(code) {}
+    explicit Error(std::string message, int code = 0)
+        : m_message(std::move(message)), m_code(code) {}
 
     // "<what>: <strerror(code)>", keeping `code` for callers that branch on it.
     static Error from_errno(std::string_view what, int code = errno);
@@ -46,7 +47,8 @@ class [[nodiscard]] Result {
 
 public:
     Result(T value) : m_storage(std::in_place_index<0>, std::move(value)) {}  // NOLINT: implicit
-    Result(Error error) : m_storage(std::in_place_index<1>, std::move(error)) {}  // NOLINT: implicit
+    Result(Error error)
+        : m_storage(std::in_place_index<1>, std::move(error)) {}  // NOLINT: implicit
 
     bool ok() const { return m_storage.index() == 0; }
     explicit operator bool() const { return ok(); }
@@ -97,19 +99,19 @@ namespace detail {
 // Evaluates `expr` (a Result); on error returns the error from the enclosing function,
 // otherwise yields the value. `__extension__` keeps -Wpedantic quiet about the statement
 // expression, which both g++ and clang++ support.
-#define TRY(expr)                                          \
-    __extension__({                                        \
-        auto _msb_try = (expr);                            \
+#define TRY(expr)                                               \
+    __extension__({                                             \
+        auto _msb_try = (expr);                                 \
         if (!_msb_try.ok()) return std::move(_msb_try).error(); \
-        std::move(_msb_try).value();                       \
+        std::move(_msb_try).value();                            \
     })
 
 // Like TRY for failures that are bugs in msb itself (our own invariants): aborts with the
 // error. Never use on anything the guest, a client or the host environment can cause.
-#define MUST(expr)                                                                   \
-    __extension__({                                                                  \
-        auto _msb_must = (expr);                                                     \
-        if (!_msb_must.ok())                                                         \
+#define MUST(expr)                                                                    \
+    __extension__({                                                                   \
+        auto _msb_must = (expr);                                                      \
+        if (!_msb_must.ok())                                                          \
             ::msb::detail::must_failed(#expr, _msb_must.error(), __FILE__, __LINE__); \
-        std::move(_msb_must).value();                                                \
+        std::move(_msb_must).value();                                                 \
     })

@@ -39,7 +39,8 @@ TEST(UniqueFd, WriteAllWritesEverything) {
     std::string got;
     char buf[4096];
     ssize_t n;
-    while ((n = ::read(pipe.read.get(), buf, sizeof buf)) > 0) got.append(buf, static_cast<size_t>(n));
+    while ((n = ::read(pipe.read.get(), buf, sizeof buf)) > 0)
+        got.append(buf, static_cast<size_t>(n));
     EXPECT_EQ(got, data);
 }
 

@@ -19,7 +19,8 @@ Result<GuestMemory> GuestMemory::create(const std::vector<MemoryRegion>& regions
     for (const auto& r : regions) {
         if (r.size == 0 || r.guest_address % kPageSize || r.size % kPageSize)
             return Error("guest memory: region is empty or not page-aligned");
-        if (r.guest_address < previous_end) return Error("guest memory: regions overlap or are unsorted");
+        if (r.guest_address < previous_end)
+            return Error("guest memory: regions overlap or are unsorted");
         if (r.guest_address + r.size < r.guest_address) return Error("guest memory: region wraps");
         previous_end = r.guest_address + r.size;
         total += r.size;
@@ -31,7 +32,8 @@ Result<GuestMemory> GuestMemory::create(const std::vector<MemoryRegion>& regions
     if (::ftruncate(fd.get(), static_cast<off_t>(total)) < 0)
         return Error::from_errno("size guest RAM to " + std::to_string(total >> 20) + " MiB");
     // MAP_NORESERVE: pages are only backed once the guest touches them.
-    void* base = ::mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd.get(), 0);
+    void* base =
+        ::mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd.get(), 0);
     if (base == MAP_FAILED) return Error::from_errno("map guest RAM");
 
     std::vector<Mapping> mappings;

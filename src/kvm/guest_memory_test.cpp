@@ -9,11 +9,11 @@ TEST(GuestMemory, TranslatesInsideRegionsOnly) {
     auto mem = MUST(GuestMemory::create({{0, 0x10000}, {0x100000, 0x10000}}));
     EXPECT_EQ(mem.size(), 0x20000u);
     EXPECT_NE(mem.host_address(0, 0x10000), nullptr);
-    EXPECT_EQ(mem.host_address(0, 0x10001), nullptr);         // runs past the first region
-    EXPECT_EQ(mem.host_address(0x10000, 1), nullptr);         // in the hole
+    EXPECT_EQ(mem.host_address(0, 0x10001), nullptr);  // runs past the first region
+    EXPECT_EQ(mem.host_address(0x10000, 1), nullptr);  // in the hole
     EXPECT_NE(mem.host_address(0x10fff0, 0x10), nullptr);
     EXPECT_EQ(mem.host_address(0x10fff0, 0x11), nullptr);
-    EXPECT_EQ(mem.host_address(UINT64_MAX, 2), nullptr);      // would wrap
+    EXPECT_EQ(mem.host_address(UINT64_MAX, 2), nullptr);  // would wrap
     EXPECT_EQ(mem.host_address(0x100000, UINT64_MAX), nullptr);
 }
 
