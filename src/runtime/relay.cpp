@@ -408,6 +408,14 @@ Status Relay::run() {
 
 void Relay::stop() { m_impl->loop.stop(); }
 
+void Relay::send_to_guest(std::vector<uint8_t> frame) {
+    Impl* p = m_impl.get();
+    p->loop.post([p, frame = std::move(frame)]() mutable {
+        p->to_guest_queue.push(std::move(frame));
+        p->pump_to_guest();
+    });
+}
+
 RelayStats Relay::stats() const { return m_impl->stats; }
 
 }  // namespace msb::runtime

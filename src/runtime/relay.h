@@ -23,6 +23,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "base/result.h"
 #include "runtime/byte_ring.h"
@@ -68,6 +69,10 @@ public:
     // Serves until stop(). Errors only for failures of the relay's own fds.
     Status run();
     void stop();
+
+    // Thread-safe: queues a whole frame (e.g. core.shutdown from the host itself) toward the
+    // guest, after any frame already queued.
+    void send_to_guest(std::vector<uint8_t> frame);
 
     // Snapshot for tests and logs (call from the relay thread or after run() returned).
     RelayStats stats() const;
