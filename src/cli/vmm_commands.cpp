@@ -1,0 +1,114 @@
+// kernel-path and vmm-run.
+#include "cli/vmm_commands.h"
+
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <vector>
+
+#include "base/log.h"
+#include "vmm/vm_builder.h"
+
+#ifndef MSB_KERNEL_KEY
+#error "MSB_KERNEL_KEY must be defined by the build"
+#endif
+
+namespace msb::cli {
+
+namespace {
+
+bool file_exists(const std::string& path) {
+    struct stat st {};
+    return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
+[[noreturn]] void fail(const std::string& message) {
+    (void)std::fprintf(stderr, "msb: %s\n", message.c_str());
+    (void)std::fflush(stderr);
+    ::_exit(1);
+}
+
+struct VmmRunOptions {
+    std::string kernel;
+    std::vector<std::string> initrds;
+    std::string append;
+    uint32_t memory_mib = 128;
+    uint32_t vcpus = 1;
+};
+
+[[noreturn]] void vmm_run(const VmmRunOptions& options) {
+    // The console streams to stdout: a reader that goes away must not kill the VMM mid-write.
+    (void)::signal(SIGPIPE, SIG_IGN);
+    std::string kernel = options.kernel;
+    if (kernel.empty()) {
+        kernel = cached_kernel_path();
+        if (!file_exists(kernel))
+            fail("guest kernel " + kernel +
+                 " is not built; run `make` (guest/kernel/build.sh) to build it");
+    } else if (!file_exists(kernel)) {
+        fail("kernel " + kernel + " not found");
+    }
+    std::vector<loader::InitrdImage> initrds;
+    for (const auto& path : options.initrds) {
+        if (!file_exists(path)) fail("initrd " + path + " not found");
+        initrds.push_back(loader::InitrdImage::file(path));
+    }
+    auto vm = vmm::VmBuilder()
+                  .machine(options.vcpus, options.memory_mib)
+                  .kernel(kernel, std::move(initrds), options.append)
+                  .console({.output_path = {}, .echo = vmm::ConsoleEcho::Stdout})
+                  .build();
+    if (!vm.ok()) fail(vm.error().message());
+    vm->enter();
+}
+
+}  // namespace
+
+std::string cached_kernel_path() {
+    std::string cache;
+    if (const char* env = std::getenv("MSB_CACHE"); env && *env) {
+        cache = env;
+    } else {
+        const char* home = std::getenv("HOME");
+        cache = std::string(home && *home ? home : "/root") + "/.cache/msb";
+    }
+    return cache + "/kernel/" MSB_KERNEL_KEY "/vmlinux";
+}
+
+void add_vmm_commands(CLI::App& app) {
+    auto* kernel_path = app.add_subcommand("kernel-path", "Print where the guest kernel is cached");
+    kernel_path->group("");  // hidden
+    kernel_path->callback([] {
+        std::string path = cached_kernel_path();
+        (void)std::printf("%s\n", path.c_str());
+        (void)std::fflush(stdout);
+        if (!file_exists(path)) {
+            (void)std::fprintf(
+                stderr,
+                "msb: %s is not built yet; run `make` (guest/kernel/build.sh) to build it\n",
+                path.c_str());
+            ::_exit(1);
+        }
+        ::_exit(0);
+    });
+
+    auto options = std::make_shared<VmmRunOptions>();
+    auto* run = app.add_subcommand(
+        "vmm-run", "Boot a kernel and initramfs on the VMM; exit with the guest's status");
+    run->group("");
+    run->add_option("--kernel", options->kernel, "vmlinux or bzImage (default: msb kernel-path)");
+    run->add_option("--initrd", options->initrds,
+                    "initramfs image (repeatable; concatenated in order)")
+        ->required();
+    run->add_option("--append", options->append, "extra kernel command-line arguments");
+    run->add_option("--memory-mib", options->memory_mib,
+                    "guest RAM in MiB (128–65536; rounded up to 2 MiB)");
+    run->add_option("--vcpus", options->vcpus, "vCPU count (1–32)");
+    run->callback([options] { vmm_run(*options); });
+}
+
+}  // namespace msb::cli
