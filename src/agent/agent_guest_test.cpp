@@ -35,7 +35,8 @@ using protocol::Message;
 using protocol::MessageType;
 
 constexpr auto kBootWatchdog = std::chrono::seconds(90);
-constexpr const char* kCmdline = "console=ttyS0 panic=-1 reboot=k noxsave clearcpuid=141,151,308 rodata=off quiet";
+constexpr const char* kCmdline =
+    "console=ttyS0 panic=-1 reboot=k noxsave clearcpuid=141,151,308 rodata=off quiet";
 
 bool exists(const std::string& path) {
     struct stat st {};
@@ -45,7 +46,8 @@ bool exists(const std::string& path) {
 // MSB_GUEST_KERNEL overrides the kernel of this source tree (e.g. to try another build).
 std::string kernel_path() {
     if (const char* override_path = std::getenv("MSB_GUEST_KERNEL")) return override_path;
-    std::string cmd = std::string("bash ") + MSB_SOURCE_DIR + "/guest/kernel/build.sh --path 2>/dev/null";
+    std::string cmd =
+        std::string("bash ") + MSB_SOURCE_DIR + "/guest/kernel/build.sh --path 2>/dev/null";
     std::string out;
     if (FILE* p = ::popen(cmd.c_str(), "r")) {
         char buf[512];
@@ -74,7 +76,8 @@ std::string make_initrd(const std::string& dir, const BootConfig& config) {
     std::string path = dir + "/initrd.cpio";
     std::ofstream out(path, std::ios::binary);
     out << base;
-    out.write(reinterpret_cast<const char*>(extra.data()), static_cast<std::streamsize>(extra.size()));
+    out.write(reinterpret_cast<const char*>(extra.data()),
+              static_cast<std::streamsize>(extra.size()));
     return path;
 }
 
@@ -84,7 +87,8 @@ public:
     Vmm(const std::vector<std::string>& argv, const std::string& log_path) {
         posix_spawn_file_actions_t actions;
         posix_spawn_file_actions_init(&actions);
-        posix_spawn_file_actions_addopen(&actions, 1, log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        posix_spawn_file_actions_addopen(&actions, 1, log_path.c_str(),
+                                         O_WRONLY | O_CREAT | O_TRUNC, 0644);
         posix_spawn_file_actions_adddup2(&actions, 1, 2);
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
         std::vector<char*> args;
@@ -129,7 +133,8 @@ public:
             sockaddr_un addr{};
             addr.sun_family = AF_UNIX;
             std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
-            if (::connect(m_fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) return true;
+            if (::connect(m_fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0)
+                return true;
             ::usleep(20'000);
         }
         return false;
@@ -170,8 +175,8 @@ struct ExecResult {
     std::optional<int> code;
 };
 
-ExecResult run_exec(PortClient& client, uint32_t id, const std::string& cmd, std::vector<std::string> args,
-                    Deadline deadline) {
+ExecResult run_exec(PortClient& client, uint32_t id, const std::string& cmd,
+                    std::vector<std::string> args, Deadline deadline) {
     protocol::ExecRequest request;
     request.cmd = cmd;
     request.args = std::move(args);
@@ -195,7 +200,8 @@ class AgentGuest : public ::testing::Test {
 protected:
     void SetUp() override {
         m_kernel = kernel_path();
-        if (m_kernel.empty() || !exists(m_kernel)) GTEST_SKIP() << "guest kernel not built: " << m_kernel;
+        if (m_kernel.empty() || !exists(m_kernel))
+            GTEST_SKIP() << "guest kernel not built: " << m_kernel;
         if (!exists(initramfs_path())) GTEST_SKIP() << "initramfs not built: " << initramfs_path();
         char tmpl[] = "/tmp/msb-agent-guest-XXXXXX";
         m_dir = ::mkdtemp(tmpl);
@@ -205,12 +211,35 @@ protected:
     }
 
     std::vector<std::string> qemu_argv(const std::string& initrd, const std::string& socket) {
-        return {"/usr/bin/qemu-system-x86_64", "-M", "microvm,pit=on,pic=on,rtc=on,acpi=off", "-accel", "tcg",
-                "-cpu", "max", "-m", "256", "-nodefaults", "-no-user-config", "-nographic",
-                "-serial", "stdio", "-device", "i8042", "-no-reboot", "-kernel", m_kernel, "-initrd", initrd,
-                "-append", kCmdline, "-device", "virtio-serial-device",
-                "-chardev", "socket,id=agent,path=" + socket + ",server=on,wait=off",
-                "-device", "virtserialport,chardev=agent,name=agent"};
+        return {"/usr/bin/qemu-system-x86_64",
+                "-M",
+                "microvm,pit=on,pic=on,rtc=on,acpi=off",
+                "-accel",
+                "tcg",
+                "-cpu",
+                "max",
+                "-m",
+                "256",
+                "-nodefaults",
+                "-no-user-config",
+                "-nographic",
+                "-serial",
+                "stdio",
+                "-device",
+                "i8042",
+                "-no-reboot",
+                "-kernel",
+                m_kernel,
+                "-initrd",
+                initrd,
+                "-append",
+                kCmdline,
+                "-device",
+                "virtio-serial-device",
+                "-chardev",
+                "socket,id=agent,path=" + socket + ",server=on,wait=off",
+                "-device",
+                "virtserialport,chardev=agent,name=agent"};
     }
 
     std::string m_kernel;
@@ -236,13 +265,16 @@ TEST_F(AgentGuest, ReadyArrivesOnTheAgentPortAndExecAndShutdownWork) {
     EXPECT_GT(payload.ready_time_ns, payload.boot_time_ns);
     EXPECT_GT(payload.init_time_ns, 0u);
     std::printf("core.ready: boot %.3f s, init %.3f s, ready %.3f s (guest CLOCK_BOOTTIME)\n",
-                payload.boot_time_ns / 1e9, payload.init_time_ns / 1e9, payload.ready_time_ns / 1e9);
+                payload.boot_time_ns / 1e9, payload.init_time_ns / 1e9,
+                payload.ready_time_ns / 1e9);
 
-    auto exec = run_exec(client, 1, "/bin/sh",
-                         {"-c", "hostname; echo $GREETING; grep ' /scratch ' /proc/mounts; echo $PATH"}, watchdog);
+    auto exec = run_exec(
+        client, 1, "/bin/sh",
+        {"-c", "hostname; echo $GREETING; grep ' /scratch ' /proc/mounts; echo $PATH"}, watchdog);
     EXPECT_EQ(exec.code, 0) << exec.out;
     EXPECT_NE(exec.out.find("guest-test\nhello\n"), std::string::npos) << exec.out;
-    EXPECT_NE(exec.out.find("tmpfs /scratch tmpfs rw,nosuid,nodev,noexec"), std::string::npos) << exec.out;
+    EXPECT_NE(exec.out.find("tmpfs /scratch tmpfs rw,nosuid,nodev,noexec"), std::string::npos)
+        << exec.out;
     EXPECT_NE(exec.out.find("/.msb/scripts:"), std::string::npos) << exec.out;
 
     auto missing = run_exec(client, 2, "no-such-command", {}, watchdog);
@@ -288,27 +320,37 @@ TEST_F(AgentGuest, MainCommandStatusEndsTheVmAndBadVariablesFailTheBoot) {
 
 TEST_F(AgentGuest, BlockRootSwitchDiskMountAndFsOps) {
     if (!exists("/usr/bin/qemu-system-x86_64")) GTEST_SKIP() << "qemu-system-x86 not installed";
-    if (!exists("/sbin/mke2fs") || !exists("/usr/bin/cpio")) GTEST_SKIP() << "e2fsprogs/cpio not installed";
+    if (!exists("/sbin/mke2fs") || !exists("/usr/bin/cpio"))
+        GTEST_SKIP() << "e2fsprogs/cpio not installed";
     // Root disk: the busybox tree of the initramfs (without /init) plus a marker file.
     std::string d = m_dir;
-    std::string script =
-        "set -e; mkdir -p '" + d + "/root' '" + d + "/data'; cd '" + d + "/root'; "
-        "cpio -idm --quiet < '" + initramfs_path() + "'; rm -f init; echo block-root > etc/marker; "
-        "echo hello-data > '" + d + "/data/hello.txt'; "
-        "mke2fs -q -F -t ext4 -d '" + d + "/root' '" + d + "/root.img' 32M; "
-        "mke2fs -q -F -t ext4 -d '" + d + "/data' '" + d + "/data.img' 8M";
+    std::string script = "set -e; mkdir -p '" + d + "/root' '" + d + "/data'; cd '" + d +
+                         "/root'; "
+                         "cpio -idm --quiet < '" +
+                         initramfs_path() +
+                         "'; rm -f init; echo block-root > etc/marker; "
+                         "echo hello-data > '" +
+                         d +
+                         "/data/hello.txt'; "
+                         "mke2fs -q -F -t ext4 -d '" +
+                         d + "/root' '" + d +
+                         "/root.img' 32M; "
+                         "mke2fs -q -F -t ext4 -d '" +
+                         d + "/data' '" + d + "/data.img' 8M";
     ASSERT_EQ(std::system(("bash -c \"" + script + "\" > " + d + "/mkfs.log 2>&1").c_str()), 0)
         << read_file(d + "/mkfs.log");
 
     BootConfig config;
-    config.env = {"MSB_BLOCK_ROOT=kind=disk-image,device=/dev/vda", "MSB_DISK_MOUNTS=data-1:/mnt/data:ro"};
+    config.env = {"MSB_BLOCK_ROOT=kind=disk-image,device=/dev/vda",
+                  "MSB_DISK_MOUNTS=data-1:/mnt/data:ro"};
     std::string initrd = make_initrd(m_dir, config);
     std::string socket = m_dir + "/agent.sock";
     auto argv = qemu_argv(initrd, socket);
-    for (std::string arg : std::vector<std::string>{"-drive", "id=root,file=" + d + "/root.img,format=raw,if=none",
-                            "-device", "virtio-blk-device,drive=root,serial=root",
-                            "-drive", "id=data,file=" + d + "/data.img,format=raw,if=none,readonly=on",
-                            "-device", "virtio-blk-device,drive=data,serial=data-1"})
+    for (std::string arg :
+         std::vector<std::string>{"-drive", "id=root,file=" + d + "/root.img,format=raw,if=none",
+                                  "-device", "virtio-blk-device,drive=root,serial=root", "-drive",
+                                  "id=data,file=" + d + "/data.img,format=raw,if=none,readonly=on",
+                                  "-device", "virtio-blk-device,drive=data,serial=data-1"})
         argv.push_back(arg);
     Deadline watchdog = Deadline::after(kBootWatchdog);
     Vmm vmm(argv, m_dir + "/serial.log");
@@ -317,10 +359,12 @@ TEST_F(AgentGuest, BlockRootSwitchDiskMountAndFsOps) {
     auto ready = client.next(watchdog);
     ASSERT_TRUE(ready.has_value()) << read_file(m_dir + "/serial.log");
 
-    auto exec = run_exec(client, 1, "/bin/sh",
-                         {"-c", "cat /etc/marker /mnt/data/hello.txt; grep -E ' / | /mnt/data ' /proc/mounts; "
-                                "test -e /init || echo no-initramfs; touch /mnt/data/x 2>/dev/null || echo ro-ok"},
-                         watchdog);
+    auto exec = run_exec(
+        client, 1, "/bin/sh",
+        {"-c",
+         "cat /etc/marker /mnt/data/hello.txt; grep -E ' / | /mnt/data ' /proc/mounts; "
+         "test -e /init || echo no-initramfs; touch /mnt/data/x 2>/dev/null || echo ro-ok"},
+        watchdog);
     EXPECT_EQ(exec.code, 0) << exec.out;
     EXPECT_NE(exec.out.find("block-root\nhello-data\n"), std::string::npos) << exec.out;
     EXPECT_NE(exec.out.find("/dev/vda / ext4 rw"), std::string::npos) << exec.out;

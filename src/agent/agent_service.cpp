@@ -61,7 +61,8 @@ AgentService::~AgentService() {
     if (m_timer_fd) m_loop.remove(m_timer_fd.get());
 }
 
-Result<std::unique_ptr<AgentService>> AgentService::create(EventLoop& loop, ServiceOptions options) {
+Result<std::unique_ptr<AgentService>> AgentService::create(EventLoop& loop,
+                                                           ServiceOptions options) {
     if (options.read_fd < 0 || options.write_fd < 0) return Error("agent service: no port fds");
     TRY(set_nonblocking(options.read_fd));
     TRY(set_nonblocking(options.write_fd));
@@ -122,9 +123,9 @@ void AgentService::update_port_interest() {
     }
     if (want_read != m_read_registered) {
         if (want_read)
-            m_read_registered = m_loop.add(m_options.read_fd, EPOLLIN, [this](uint32_t) {
-                on_port_readable();
-            }).ok();
+            m_read_registered =
+                m_loop.add(m_options.read_fd, EPOLLIN, [this](uint32_t) { on_port_readable(); })
+                    .ok();
         else {
             m_loop.remove(m_options.read_fd);
             m_read_registered = false;
@@ -132,9 +133,9 @@ void AgentService::update_port_interest() {
     }
     if (want_write != m_port_registered) {
         if (want_write)
-            m_port_registered = m_loop.add(m_options.write_fd, EPOLLOUT, [this](uint32_t) {
-                on_port_writable();
-            }).ok();
+            m_port_registered =
+                m_loop.add(m_options.write_fd, EPOLLOUT, [this](uint32_t) { on_port_writable(); })
+                    .ok();
         else {
             m_loop.remove(m_options.write_fd);
             m_port_registered = false;
@@ -165,8 +166,9 @@ void AgentService::on_port_readable() {
             }
             return;
         }
-        Status st = m_decoder.feed(std::span<const uint8_t>(buf, static_cast<size_t>(n)),
-                                   [this](protocol::RawFrame&& frame) { handle_frame(std::move(frame)); });
+        Status st =
+            m_decoder.feed(std::span<const uint8_t>(buf, static_cast<size_t>(n)),
+                           [this](protocol::RawFrame&& frame) { handle_frame(std::move(frame)); });
         if (!st.ok()) {
             // PROTOCOL.md: the guest resynchronises by clearing its buffer.
             ++m_stats.corrupt_frames;
@@ -181,7 +183,8 @@ void AgentService::on_port_readable() {
 void AgentService::on_port_writable() {
     while (!m_out.empty()) {
         auto& front = m_out.front();
-        ssize_t n = ::write(m_options.write_fd, front.data() + m_out_offset, front.size() - m_out_offset);
+        ssize_t n =
+            ::write(m_options.write_fd, front.data() + m_out_offset, front.size() - m_out_offset);
         if (n < 0) {
             if (errno == EINTR) continue;
             if (errno == EAGAIN) break;
@@ -190,7 +193,8 @@ void AgentService::on_port_writable() {
                 m_peer_closed = true;
                 break;
             }
-            log::warn("agent port write: {}; dropping {} queued bytes", ::strerror(errno), m_out_bytes);
+            log::warn("agent port write: {}; dropping {} queued bytes", ::strerror(errno),
+                      m_out_bytes);
             m_out.clear();
             m_out_offset = 0;
             m_out_bytes = 0;
@@ -283,14 +287,16 @@ void AgentService::handle_frame(protocol::RawFrame&& frame) {
     auto drop = [&](const std::string& why) {
         ++m_stats.dropped_frames;
         if (g_drop_limit.allow())
-            log::warn("agent: dropping {} for session {}: {}", protocol::message_type_name(msg.type), id, why);
+            log::warn("agent: dropping {} for session {}: {}",
+                      protocol::message_type_name(msg.type), id, why);
     };
     switch (msg.type) {
         case MessageType::ExecRequest: {
             auto request = protocol::decode_payload<protocol::ExecRequest>(msg.payload);
             if (!request.ok()) {
                 if (m_exec.count(id)) return drop("session id in use");
-                return fail_exec(id, 1, "malformed core.exec.request: " + request.error().message());
+                return fail_exec(id, 1,
+                                 "malformed core.exec.request: " + request.error().message());
             }
             return start_exec(id, request.value());
         }
@@ -313,7 +319,8 @@ void AgentService::handle_frame(protocol::RawFrame&& frame) {
             auto request = protocol::decode_payload<protocol::FsRequest>(msg.payload);
             if (!request.ok()) {
                 if (m_fs_reads.count(id) || m_fs_writes.count(id)) return drop("session id in use");
-                return send_payload(id, fs_error("malformed core.fs.request: " + request.error().message()));
+                return send_payload(
+                    id, fs_error("malformed core.fs.request: " + request.error().message()));
             }
             return start_fs(id, request.value());
         }
@@ -346,7 +353,8 @@ void AgentService::start_fs(uint32_t id, const protocol::FsRequest& request) {
     if (op.kind == protocol::FsOpKind::Read) {
         auto fd = open_for_read(op.path);
         if (!fd.ok()) return send_payload(id, fs_error(fd.error().message()));
-        m_fs_reads[id] = std::make_unique<FsReadSession>(FsReadSession{std::move(fd.value()), op.path});
+        m_fs_reads[id] =
+            std::make_unique<FsReadSession>(FsReadSession{std::move(fd.value()), op.path});
         pump_fs_reads();
         return;
     }
@@ -374,7 +382,8 @@ void AgentService::fs_data(uint32_t id, std::vector<uint8_t> data) {
     if (!data.empty()) {
         if (!s.error && s.fd) {
             Status st = write_all(s.fd.get(), data.data(), data.size());
-            if (!st.ok()) s.error = Error::from_errno("write " + s.path, st.error().code()).message();
+            if (!st.ok())
+                s.error = Error::from_errno("write " + s.path, st.error().code()).message();
         }
         return;
     }

@@ -97,14 +97,18 @@ public:
     // powers off (guest) or stops the loop (tests). Default: loop.stop().
     void set_on_shutdown(std::function<void()> fn) { m_on_shutdown = std::move(fn); }
     // Called with (pid, wait status) for reaped children that no session owns.
-    void set_on_foreign_exit(std::function<void(pid_t, int)> fn) { m_on_foreign_exit = std::move(fn); }
+    void set_on_foreign_exit(std::function<void(pid_t, int)> fn) {
+        m_on_foreign_exit = std::move(fn);
+    }
     // Called once when the peer closes with PeerClosedPolicy::Stop. Default: loop.stop().
     void set_on_peer_closed(std::function<void()> fn) { m_on_peer_closed = std::move(fn); }
 
     // Writes everything queued for the peer, blocking up to `timeout` (used before power-off).
     void flush(std::chrono::milliseconds timeout);
 
-    size_t active_sessions() const { return m_exec.size() + m_fs_reads.size() + m_fs_writes.size(); }
+    size_t active_sessions() const {
+        return m_exec.size() + m_fs_reads.size() + m_fs_writes.size();
+    }
     const ServiceStats& stats() const { return m_stats; }
     size_t queued_bytes() const { return m_out_bytes; }
 

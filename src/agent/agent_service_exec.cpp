@@ -131,7 +131,8 @@ void AgentService::start_exec(uint32_t id, const protocol::ExecRequest& request)
         auto in = Pipe::create();
         auto out = Pipe::create();
         auto err = Pipe::create();
-        if (!in.ok() || !out.ok() || !err.ok()) return fail_exec(id, 126, "msb: cannot create pipes");
+        if (!in.ok() || !out.ok() || !err.ok())
+            return fail_exec(id, 126, "msb: cannot create pipes");
         options.stdin_fd = in->read.get();
         options.stdout_fd = out->write.get();
         options.stderr_fd = err->write.get();
@@ -144,7 +145,8 @@ void AgentService::start_exec(uint32_t id, const protocol::ExecRequest& request)
         (void)set_nonblocking(session->err.get());
     }
     if (!spawned.ok()) return fail_exec(id, 126, "msb: " + spawned.error().message());
-    if (spawned->failure) return fail_exec(id, spawned->failure->exit_code, spawned->failure->message);
+    if (spawned->failure)
+        return fail_exec(id, spawned->failure->exit_code, spawned->failure->message);
 
     session->pid = spawned->pid;
     m_pid_to_session[session->pid] = id;
@@ -169,23 +171,30 @@ void AgentService::set_output_interest(ExecSession& s) {
             (void)m_loop.modify(s.out.get(), events);
         } else {
             int fd = s.out.get();
-            s.out_registered = m_loop.add(fd, events, [this, id, fd](uint32_t ev) {
-                auto it = m_exec.find(id);
-                if (it == m_exec.end()) return;
-                if (ev & EPOLLOUT) flush_stdin(*it->second);
-                it = m_exec.find(id);
-                if (it == m_exec.end()) return;
-                if (ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) on_output(*it->second, fd);
-            }).ok();
+            s.out_registered = m_loop
+                                   .add(fd, events,
+                                        [this, id, fd](uint32_t ev) {
+                                            auto it = m_exec.find(id);
+                                            if (it == m_exec.end()) return;
+                                            if (ev & EPOLLOUT) flush_stdin(*it->second);
+                                            it = m_exec.find(id);
+                                            if (it == m_exec.end()) return;
+                                            if (ev & (EPOLLIN | EPOLLHUP | EPOLLERR))
+                                                on_output(*it->second, fd);
+                                        })
+                                   .ok();
         }
     }
     if (s.err) {
         if (want_read && !s.err_registered) {
             int fd = s.err.get();
-            s.err_registered = m_loop.add(fd, EPOLLIN, [this, id, fd](uint32_t) {
-                auto it = m_exec.find(id);
-                if (it != m_exec.end()) on_output(*it->second, fd);
-            }).ok();
+            s.err_registered = m_loop
+                                   .add(fd, EPOLLIN,
+                                        [this, id, fd](uint32_t) {
+                                            auto it = m_exec.find(id);
+                                            if (it != m_exec.end()) on_output(*it->second, fd);
+                                        })
+                                   .ok();
         } else if (!want_read && s.err_registered) {
             m_loop.remove(s.err.get());
             s.err_registered = false;
@@ -193,10 +202,13 @@ void AgentService::set_output_interest(ExecSession& s) {
     }
     if (!s.tty && s.in) {
         if (pending_stdin && !s.in_registered) {
-            s.in_registered = m_loop.add(s.in.get(), EPOLLOUT, [this, id](uint32_t) {
-                auto it = m_exec.find(id);
-                if (it != m_exec.end()) flush_stdin(*it->second);
-            }).ok();
+            s.in_registered = m_loop
+                                  .add(s.in.get(), EPOLLOUT,
+                                       [this, id](uint32_t) {
+                                           auto it = m_exec.find(id);
+                                           if (it != m_exec.end()) flush_stdin(*it->second);
+                                       })
+                                  .ok();
         } else if (!pending_stdin && s.in_registered) {
             m_loop.remove(s.in.get());
             s.in_registered = false;

@@ -88,16 +88,18 @@ public:
         for (;;) {
             ssize_t n = ::read(m_host_end.get(), buf, sizeof buf);
             if (n <= 0) break;
-            Status st = m_decoder.feed(std::span<const uint8_t>(buf, static_cast<size_t>(n)),
-                                       [this](protocol::RawFrame&& f) {
-                                           m_frames[f.header.id].push_back(MUST(protocol::decode_message(f)));
-                                       });
+            Status st = m_decoder.feed(
+                std::span<const uint8_t>(buf, static_cast<size_t>(n)),
+                [this](protocol::RawFrame&& f) {
+                    m_frames[f.header.id].push_back(MUST(protocol::decode_message(f)));
+                });
             EXPECT_TRUE(st.ok());
         }
     }
 
     // Pumps until session `id` has its terminal frame; returns all its frames.
-    std::vector<Message> wait_terminal(uint32_t id, std::chrono::milliseconds timeout = std::chrono::seconds(20)) {
+    std::vector<Message> wait_terminal(
+        uint32_t id, std::chrono::milliseconds timeout = std::chrono::seconds(20)) {
         Deadline deadline = Deadline::after(timeout);
         while (!deadline.expired()) {
             auto& frames = m_frames[id];
@@ -109,7 +111,8 @@ public:
     }
 
     // Pumps until session `id` has a frame of `type`.
-    void wait_for(uint32_t id, MessageType type, std::chrono::milliseconds timeout = std::chrono::seconds(20)) {
+    void wait_for(uint32_t id, MessageType type,
+                  std::chrono::milliseconds timeout = std::chrono::seconds(20)) {
         Deadline deadline = Deadline::after(timeout);
         while (!deadline.expired()) {
             for (auto& m : m_frames[id])
@@ -322,7 +325,8 @@ TEST(AgentService, RunsManyConcurrentSessions) {
     Harness h;
     constexpr uint32_t kSessions = 40;
     for (uint32_t i = 0; i < kSessions; ++i)
-        h.send(100 + i, exec("/bin/sh", {"-c", "sleep 0.2; echo s" + std::to_string(i) + "; exit " + std::to_string(i % 7)}));
+        h.send(100 + i, exec("/bin/sh", {"-c", "sleep 0.2; echo s" + std::to_string(i) + "; exit " +
+                                                   std::to_string(i % 7)}));
     for (uint32_t i = 0; i < kSessions; ++i) {
         auto o = summarize(h.wait_terminal(100 + i));
         EXPECT_EQ(o.out, "s" + std::to_string(i) + "\n");
@@ -340,7 +344,8 @@ TEST(AgentService, FloodingProcessIsThrottledNotTruncated) {
     // the agent's queue reaches its bound and the agent stops reading the pipe.
     h.run_agent_only(std::chrono::milliseconds(700));
     EXPECT_GT(h.service().stats().backpressure_pauses, 0u);
-    EXPECT_LE(h.service().queued_bytes(), AgentService::kHighWater + AgentService::kOutputReadSize + 64);
+    EXPECT_LE(h.service().queued_bytes(),
+              AgentService::kHighWater + AgentService::kOutputReadSize + 64);
     EXPECT_EQ(h.service().active_sessions(), 1u);  // still running: blocked on its pipe
     auto frames = h.wait_terminal(20, std::chrono::seconds(60));
     size_t total = 0;
@@ -374,7 +379,8 @@ TEST(AgentService, FsMultiChunkWriteThenReadMatchesChecksum) {
     h.send(30, protocol::FsRequest{protocol::FsOp::write(path, 0600)});
     for (size_t off = 0; off < content.size(); off += protocol::kFsChunkSize) {
         size_t n = std::min(protocol::kFsChunkSize, content.size() - off);
-        h.send(30, protocol::FsData{std::vector<uint8_t>(content.begin() + off, content.begin() + off + n)});
+        h.send(30, protocol::FsData{
+                       std::vector<uint8_t>(content.begin() + off, content.begin() + off + n)});
     }
     h.send(30, protocol::FsData{});
     auto written = fs_response(h.wait_terminal(30));
@@ -460,7 +466,8 @@ TEST(AgentService, FsErrorsComeBackAsNotOkWithErrnoText) {
 TEST(AgentService, MalformedExecRequestIsAnsweredWithExit1) {
     Harness h;
     // An exec request whose payload lacks the required "cmd".
-    auto frame = MUST(protocol::encode_frame(protocol::make_message(MessageType::ExecRequest, 60, {0xa0})));
+    auto frame =
+        MUST(protocol::encode_frame(protocol::make_message(MessageType::ExecRequest, 60, {0xa0})));
     h.send_raw(frame);
     auto o = summarize(h.wait_terminal(60));
     EXPECT_EQ(o.code, 1);

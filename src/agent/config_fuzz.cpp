@@ -26,7 +26,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
     size_t split = input.find('\f');
     std::string_view passwd = input.substr(0, split);
-    std::string_view group = split == std::string_view::npos ? std::string_view() : input.substr(split + 1);
+    std::string_view group =
+        split == std::string_view::npos ? std::string_view() : input.substr(split + 1);
     for (const char* user : {"root", "app", "1000", "nobody"}) {
         (void)msb::agent::resolve_user({user, std::nullopt}, passwd, group);
         (void)msb::agent::resolve_user({user, "staff"}, passwd, group);

@@ -82,7 +82,8 @@ Status remove_tree(const std::string& path, int depth) {
         if (::unlink(path.c_str()) < 0) return Error::from_errno("remove " + path);
         return {};
     }
-    for (const auto& name : TRY(read_dir_names(path))) TRY(remove_tree(join(path, name), depth + 1));
+    for (const auto& name : TRY(read_dir_names(path)))
+        TRY(remove_tree(join(path, name), depth + 1));
     if (::rmdir(path.c_str()) < 0) return Error::from_errno("remove " + path);
     return {};
 }
@@ -219,7 +220,8 @@ FsResponse run_fs_op(const protocol::FsOp& op) {
         }
         case FsOpKind::Copy:
             if (is_inside(op.src, op.dst))
-                return fs_error(Error::from_errno("copy " + op.src + " into itself", EINVAL).message());
+                return fs_error(
+                    Error::from_errno("copy " + op.src + " into itself", EINVAL).message());
             return from_status(copy_tree(op.src, op.dst, 0));
         case FsOpKind::Rename:
             if (::rename(op.src.c_str(), op.dst.c_str()) < 0)

@@ -51,7 +51,8 @@ Result<uint64_t> parse_limit_value(std::string_view text) {
 
 Status check_guest_path(std::string_view path, std::string_view what) {
     if (path.empty() || path[0] != '/')
-        return Error(std::string(what) + " must be an absolute path: \"" + std::string(path) + "\"");
+        return Error(std::string(what) + " must be an absolute path: \"" + std::string(path) +
+                     "\"");
     if (path.find('\0') != std::string_view::npos)
         return Error(std::string(what) + " contains a NUL byte");
     for (std::string_view component : split(path, '/', false)) {
@@ -189,11 +190,21 @@ std::optional<std::string> find_env(const std::vector<std::string>& env, std::st
 
 std::optional<int> rlimit_resource(std::string_view name) {
     static constexpr std::pair<std::string_view, int> kNames[] = {
-        {"as", RLIMIT_AS},           {"core", RLIMIT_CORE},         {"cpu", RLIMIT_CPU},
-        {"data", RLIMIT_DATA},       {"fsize", RLIMIT_FSIZE},       {"locks", RLIMIT_LOCKS},
-        {"memlock", RLIMIT_MEMLOCK}, {"msgqueue", RLIMIT_MSGQUEUE}, {"nice", RLIMIT_NICE},
-        {"nofile", RLIMIT_NOFILE},   {"nproc", RLIMIT_NPROC},       {"rss", RLIMIT_RSS},
-        {"rtprio", RLIMIT_RTPRIO},   {"rttime", RLIMIT_RTTIME},     {"sigpending", RLIMIT_SIGPENDING},
+        {"as", RLIMIT_AS},
+        {"core", RLIMIT_CORE},
+        {"cpu", RLIMIT_CPU},
+        {"data", RLIMIT_DATA},
+        {"fsize", RLIMIT_FSIZE},
+        {"locks", RLIMIT_LOCKS},
+        {"memlock", RLIMIT_MEMLOCK},
+        {"msgqueue", RLIMIT_MSGQUEUE},
+        {"nice", RLIMIT_NICE},
+        {"nofile", RLIMIT_NOFILE},
+        {"nproc", RLIMIT_NPROC},
+        {"rss", RLIMIT_RSS},
+        {"rtprio", RLIMIT_RTPRIO},
+        {"rttime", RLIMIT_RTTIME},
+        {"sigpending", RLIMIT_SIGPENDING},
         {"stack", RLIMIT_STACK},
     };
     std::string lower(name);
@@ -219,9 +230,11 @@ Result<std::vector<RlimitSpec>> parse_rlimits(std::string_view text) {
     std::vector<RlimitSpec> out;
     for (std::string_view item : split(text, ';', false)) {
         auto kv = split_key_value(item);
-        if (!kv.has_value) return Error("expected resource=soft[:hard], got \"" + std::string(item) + "\"");
+        if (!kv.has_value)
+            return Error("expected resource=soft[:hard], got \"" + std::string(item) + "\"");
         auto limits = split(kv.value, ':', true);
-        if (limits.size() > 2) return Error("expected soft[:hard], got \"" + std::string(kv.value) + "\"");
+        if (limits.size() > 2)
+            return Error("expected soft[:hard], got \"" + std::string(kv.value) + "\"");
         uint64_t soft = TRY(parse_limit_value(limits[0]));
         uint64_t hard = limits.size() == 2 ? TRY(parse_limit_value(limits[1])) : soft;
         out.push_back(TRY(parse_rlimit(kv.key, soft, hard)));
@@ -288,7 +301,8 @@ Result<std::vector<TmpfsMount>> parse_tmpfs(std::string_view text) {
                 auto parsed = parse_u64(kv.value, 8);
                 if (!parsed.ok()) return parsed.error().with_context("mode");
                 uint64_t mode = parsed.value();
-                if (mode > 07777) return Error("mode: out of range: \"" + std::string(kv.value) + "\"");
+                if (mode > 07777)
+                    return Error("mode: out of range: \"" + std::string(kv.value) + "\"");
                 mount.mode = static_cast<uint32_t>(mode);
             } else if (kv.key == "noexec" && !kv.has_value) {
                 mount.noexec = true;
@@ -323,7 +337,8 @@ Result<std::vector<FileMount>> parse_file_mounts(std::string_view text) {
     for (std::string_view entry : split(text, ';', false)) {
         auto parts = split(entry, ':', true);
         if (parts.size() < 3 || parts.size() > 4)
-            return Error("expected tag:filename:guest_path[:ro], got \"" + std::string(entry) + "\"");
+            return Error("expected tag:filename:guest_path[:ro], got \"" + std::string(entry) +
+                         "\"");
         FileMount mount{std::string(parts[0]), std::string(parts[1]), std::string(parts[2]),
                         Access::ReadWrite};
         TRY(check_name(mount.tag, "tag"));
@@ -343,7 +358,8 @@ Result<std::vector<DiskMount>> parse_disk_mounts(std::string_view text) {
     for (std::string_view entry : split(text, ';', false)) {
         auto parts = split(entry, ':', true);
         if (parts.size() < 2 || parts.size() > 4)
-            return Error("expected id:guest_path[:fstype][:ro], got \"" + std::string(entry) + "\"");
+            return Error("expected id:guest_path[:fstype][:ro], got \"" + std::string(entry) +
+                         "\"");
         DiskMount mount{std::string(parts[0]), std::string(parts[1]), std::nullopt,
                         Access::ReadWrite};
         TRY(check_name(mount.id, "id"));

@@ -26,8 +26,8 @@ enum class Access { ReadWrite, ReadOnly };
 
 // MSB_BLOCK_ROOT: the root filesystem is on a block device.
 struct BlockRoot {
-    std::string device;                // "/dev/vda"
-    std::optional<std::string> fstype; // probed when absent
+    std::string device;                 // "/dev/vda"
+    std::optional<std::string> fstype;  // probed when absent
 };
 
 // MSB_ROOT=virtiofs[:tag]: the root filesystem is a virtio-fs share (default tag "/dev/root").

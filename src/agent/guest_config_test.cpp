@@ -124,8 +124,8 @@ TEST(GuestConfig, RejectsMalformedTmpfs) {
 }
 
 TEST(GuestConfig, ParsesHostnameUserAndRlimits) {
-    auto config = GuestConfig::parse(
-        {"MSB_HOSTNAME=box-1", "MSB_USER=app:staff", "MSB_RLIMITS=nofile=1024:4096;nproc=512;core=unlimited"});
+    auto config = GuestConfig::parse({"MSB_HOSTNAME=box-1", "MSB_USER=app:staff",
+                                      "MSB_RLIMITS=nofile=1024:4096;nproc=512;core=unlimited"});
     ASSERT_TRUE(config.ok()) << config.error().message();
     EXPECT_EQ(config->hostname, "box-1");
     EXPECT_EQ(config->user->user, "app");

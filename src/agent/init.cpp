@@ -161,18 +161,20 @@ Status mount_probing(const std::string& device, const std::string& target,
         }
         int error = errno;
         if (error != EINVAL && error != ENODEV && error != EBADMSG && error != EUCLEAN)
-            return Error::from_errno("mount " + device + " on " + target + " (" + type + ")", error);
+            return Error::from_errno("mount " + device + " on " + target + " (" + type + ")",
+                                     error);
         tried += tried.empty() ? type : std::string(", ") + type;
     }
-    return Error("mount " + device + " on " + target + ": no known filesystem (tried " + tried + ")",
-                 EINVAL);
+    return Error(
+        "mount " + device + " on " + target + ": no known filesystem (tried " + tried + ")",
+        EINVAL);
 }
 
 Result<bool> mount_new_root(const GuestConfig& config) {
     if (config.block_root) {
         TRY(make_dirs(kNewRootPath));
-        Status st = mount_probing(config.block_root->device, kNewRootPath, config.block_root->fstype,
-                                  Access::ReadWrite);
+        Status st = mount_probing(config.block_root->device, kNewRootPath,
+                                  config.block_root->fstype, Access::ReadWrite);
         if (!st.ok()) return st.error().with_context("MSB_BLOCK_ROOT");
         return true;
     }
@@ -200,7 +202,8 @@ Status switch_root(const std::string& new_root) {
 
 bool mount_runtime_share() {
     ::mkdir("/.msb", 0755);
-    if (::mount("msb_runtime", "/.msb", "virtiofs", MS_NOSUID | MS_NODEV, nullptr) == 0) return true;
+    if (::mount("msb_runtime", "/.msb", "virtiofs", MS_NOSUID | MS_NODEV, nullptr) == 0)
+        return true;
     int error = errno;
     log::info("init: runtime share msb_runtime not mounted at /.msb ({}); no heartbeat or scripts",
               ::strerror(error));
@@ -226,11 +229,13 @@ Status apply_mounts(const GuestConfig& config, const std::string& sys_root) {
         unsigned long flags = d.access == Access::ReadOnly ? MS_RDONLY : 0;
         Status st = make_dirs(d.guest_path);
         if (st.ok()) st = do_mount(d.tag, d.guest_path, "virtiofs", flags);
-        if (!st.ok()) return st.error().with_context("MSB_DIR_MOUNTS entry " + d.tag + ":" + d.guest_path);
+        if (!st.ok())
+            return st.error().with_context("MSB_DIR_MOUNTS entry " + d.tag + ":" + d.guest_path);
     }
     std::set<std::string> staged;
     for (const auto& f : config.file_mounts) {
-        std::string context = "MSB_FILE_MOUNTS entry " + f.tag + ":" + f.filename + ":" + f.guest_path;
+        std::string context =
+            "MSB_FILE_MOUNTS entry " + f.tag + ":" + f.filename + ":" + f.guest_path;
         std::string staging = std::string(kFileMountStaging) + "/" + f.tag;
         if (!staged.count(f.tag)) {
             Status st = make_dirs(staging);
@@ -286,7 +291,9 @@ Status apply_hostname(const std::string& hostname) {
 
 Status apply_rlimits(const std::vector<RlimitSpec>& rlimits) {
     for (const auto& r : rlimits) {
-        struct rlimit lim {static_cast<rlim_t>(r.soft), static_cast<rlim_t>(r.hard)};
+        struct rlimit lim {
+            static_cast<rlim_t>(r.soft), static_cast<rlim_t>(r.hard)
+        };
         if (::setrlimit(static_cast<__rlimit_resource_t>(r.resource), &lim) < 0)
             return Error::from_errno("MSB_RLIMITS " + r.name + "=" + std::to_string(r.soft) + ":" +
                                      std::to_string(r.hard));
@@ -320,7 +327,8 @@ Status apply_network(const GuestConfig& config) {
     if (config.net && config.net->mtu) {
         ifreq ifr = request();
         ifr.ifr_mtu = static_cast<int>(*config.net->mtu);
-        if (::ioctl(fd, SIOCSIFMTU, &ifr) < 0) return Error::from_errno("MSB_NET: set mtu of " + iface);
+        if (::ioctl(fd, SIOCSIFMTU, &ifr) < 0)
+            return Error::from_errno("MSB_NET: set mtu of " + iface);
     }
     if (config.net && config.net->mac) {
         ifreq ifr = request();
@@ -329,7 +337,8 @@ Status apply_network(const GuestConfig& config) {
         std::sscanf(config.net->mac->c_str(), "%x:%x:%x:%x:%x:%x", &bytes[0], &bytes[1], &bytes[2],
                     &bytes[3], &bytes[4], &bytes[5]);
         for (int i = 0; i < 6; ++i) ifr.ifr_hwaddr.sa_data[i] = static_cast<char>(bytes[i]);
-        if (::ioctl(fd, SIOCSIFHWADDR, &ifr) < 0) return Error::from_errno("MSB_NET: set mac of " + iface);
+        if (::ioctl(fd, SIOCSIFHWADDR, &ifr) < 0)
+            return Error::from_errno("MSB_NET: set mac of " + iface);
     }
     if (config.ipv4) {
         auto set_addr = [&](unsigned long op, const std::string& text, const char* what) -> Status {
@@ -337,7 +346,8 @@ Status apply_network(const GuestConfig& config) {
             auto* sin = reinterpret_cast<sockaddr_in*>(&ifr.ifr_addr);
             sin->sin_family = AF_INET;
             ::inet_pton(AF_INET, text.c_str(), &sin->sin_addr);
-            if (::ioctl(fd, op, &ifr) < 0) return Error::from_errno(std::string("MSB_NET_IPV4: ") + what);
+            if (::ioctl(fd, op, &ifr) < 0)
+                return Error::from_errno(std::string("MSB_NET_IPV4: ") + what);
             return {};
         };
         TRY(set_addr(SIOCSIFADDR, config.ipv4->address, "set address"));
@@ -347,7 +357,8 @@ Status apply_network(const GuestConfig& config) {
         TRY(set_addr(SIOCSIFNETMASK, mask_text, "set netmask"));
     }
     ifreq ifr = request();
-    if (::ioctl(fd, SIOCGIFFLAGS, &ifr) < 0) return Error::from_errno("MSB_NET: interface " + iface);
+    if (::ioctl(fd, SIOCGIFFLAGS, &ifr) < 0)
+        return Error::from_errno("MSB_NET: interface " + iface);
     ifr.ifr_flags = static_cast<short>(ifr.ifr_flags | IFF_UP | IFF_RUNNING);
     if (::ioctl(fd, SIOCSIFFLAGS, &ifr) < 0) return Error::from_errno("MSB_NET: bring up " + iface);
     if (config.ipv4 && config.ipv4->gateway) {

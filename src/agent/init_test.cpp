@@ -51,7 +51,8 @@ TEST_F(FakeSysfs, DiskMountNamesTheEntryWhenTheSerialIsUnknown) {
     config.disk_mounts.push_back({"missing-disk", "/mnt/x", std::nullopt, Access::ReadWrite});
     Status st = apply_mounts(config, m_root);
     ASSERT_FALSE(st.ok());
-    EXPECT_NE(st.error().message().find("MSB_DISK_MOUNTS entry missing-disk:/mnt/x"), std::string::npos)
+    EXPECT_NE(st.error().message().find("MSB_DISK_MOUNTS entry missing-disk:/mnt/x"),
+              std::string::npos)
         << st.error().message();
 }
 

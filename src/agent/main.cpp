@@ -57,7 +57,8 @@ int main() {
     const uint64_t start_ns = boottime_ns();
     // Init mounts, switches roots and unmounts everything at power-off: never on a host.
     if (::getpid() != 1) {
-        std::fprintf(stderr, "msb-agent: must run as the guest's PID 1 (it is the guest's /init)\n");
+        std::fprintf(stderr,
+                     "msb-agent: must run as the guest's PID 1 (it is the guest's /init)\n");
         return 2;
     }
     log::init({.level = log::Level::Info, .fd = 2, .name = "agent"});
@@ -68,7 +69,8 @@ int main() {
     BootConfig boot = check(BootConfig::load(), kExitBootConfig);
     GuestConfig config = check(GuestConfig::parse(boot.env), kExitBadVariable);
 
-    if (check(mount_new_root(config), kExitMount)) check(switch_root(kNewRootPath), kExitSwitchRoot);
+    if (check(mount_new_root(config), kExitMount))
+        check(switch_root(kNewRootPath), kExitSwitchRoot);
     check(mount_run_and_tmp(), kExitMount);
     bool runtime_mounted = mount_runtime_share();
     check(apply_mounts(config), kExitMount);
@@ -93,7 +95,8 @@ int main() {
         options.program = *boot.exec_path;
         options.argv.push_back(*boot.exec_path);
         options.argv.insert(options.argv.end(), boot.exec_args.begin(), boot.exec_args.end());
-        options.env = merge_env({}, env, runtime_mounted ? "/.msb/scripts" : "", default_user, false);
+        options.env =
+            merge_env({}, env, runtime_mounted ? "/.msb/scripts" : "", default_user, false);
         options.cwd = boot.workdir;
         options.user = default_user;
         auto spawned = check(spawn(options), kExitSetup);
@@ -117,7 +120,8 @@ int main() {
     int port = -1;
     if (port_path.ok()) port = ::open(port_path->c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC);
     if (port < 0) {
-        std::string why = port_path.ok() ? "open " + *port_path + " failed" : port_path.error().message();
+        std::string why =
+            port_path.ok() ? "open " + *port_path + " failed" : port_path.error().message();
         if (main_pid < 0) fail(kExitAgentPort, why);
         // No protocol, but the main command still runs: reap until it exits.
         log::warn("init: {}; running the main command without the agent protocol", why);

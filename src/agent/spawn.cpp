@@ -138,7 +138,8 @@ int child_main(void* raw) {
         if (error == ENOENT || error == ENOTDIR || error == ENAMETOOLONG) continue;
         break;
     }
-    if ((error == ENOENT || error == ENOTDIR || error == ENAMETOOLONG) && saw_eacces) error = EACCES;
+    if ((error == ENOENT || error == ENOTDIR || error == ENAMETOOLONG) && saw_eacces)
+        error = EACCES;
     child_fail(c, Stage::Exec, error);
 }
 
@@ -167,14 +168,15 @@ SpawnFailure describe_failure(const ChildContext& c, const SpawnOptions& options
             }
             break;
         case Stage::Chdir:
-            failure.message = "cannot change directory to " + options.cwd.value_or("") + ": " + reason;
+            failure.message =
+                "cannot change directory to " + options.cwd.value_or("") + ": " + reason;
             break;
         case Stage::Rlimit:
-            failure.message = "cannot set resource limit " +
-                              (c.failed_index < options.rlimits.size()
-                                   ? options.rlimits[c.failed_index].name
-                                   : std::string("?")) +
-                              ": " + reason;
+            failure.message =
+                "cannot set resource limit " +
+                (c.failed_index < options.rlimits.size() ? options.rlimits[c.failed_index].name
+                                                         : std::string("?")) +
+                ": " + reason;
             break;
         case Stage::Groups:
         case Stage::Gid:
@@ -202,7 +204,8 @@ std::vector<std::string> exec_candidates(const std::string& program,
     size_t start = 0;
     for (;;) {
         size_t end = path.find(':', start);
-        std::string dir = path.substr(start, end == std::string::npos ? std::string::npos : end - start);
+        std::string dir =
+            path.substr(start, end == std::string::npos ? std::string::npos : end - start);
         if (dir.empty()) dir = ".";
         out.push_back(dir + "/" + program);
         if (end == std::string::npos) break;

@@ -20,7 +20,8 @@ std::pair<std::string, int> run_captured(SpawnOptions options) {
     std::string out;
     char buf[4096];
     ssize_t n;
-    while ((n = ::read(pipe.read.get(), buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
+    while ((n = ::read(pipe.read.get(), buf, sizeof buf)) > 0)
+        out.append(buf, static_cast<size_t>(n));
     int status = 0;
     ::waitpid(result->pid, &status, 0);
     return {out, exit_code_from_status(status)};
@@ -105,7 +106,8 @@ TEST(ExecEnv, PrependsScriptsAndFillsHome) {
     EXPECT_EQ(find_env(env, "USER"), "app");
     EXPECT_EQ(find_env(env, "TERM"), "xterm-256color");
     // Already first: not added twice.
-    auto again = merge_env({}, {"PATH=/.msb/scripts:/usr/bin"}, "/.msb/scripts", std::nullopt, false);
+    auto again =
+        merge_env({}, {"PATH=/.msb/scripts:/usr/bin"}, "/.msb/scripts", std::nullopt, false);
     EXPECT_EQ(find_env(again, "PATH"), "/.msb/scripts:/usr/bin");
     EXPECT_FALSE(find_env(again, "TERM"));
 }

@@ -11,8 +11,8 @@ constexpr int kNoChunks = -1;
 
 // One open container (or the implicit top level) while walking the input.
 struct Level {
-    uint64_t remaining = 0;    // items still expected (definite length)
-    uint64_t seen = 0;         // items seen (indefinite length: maps need an even count)
+    uint64_t remaining = 0;  // items still expected (definite length)
+    uint64_t seen = 0;       // items seen (indefinite length: maps need an even count)
     bool indefinite = false;
     bool is_map = false;
     int chunk_major = kNoChunks;  // indefinite byte/text string: the major type of its chunks
@@ -50,7 +50,8 @@ Result<size_t> item_size(std::span<const uint8_t> input) {
         if (initial == 0xff) {  // "break" (§3.2.1)
             const Level& top = stack.back();
             if (!top.indefinite) return malformed("unexpected break", item_offset);
-            if (top.is_map && top.seen % 2 != 0) return malformed("map key without value", item_offset);
+            if (top.is_map && top.seen % 2 != 0)
+                return malformed("map key without value", item_offset);
             stack.pop_back();
             continue;
         }
@@ -93,10 +94,12 @@ Result<size_t> item_size(std::span<const uint8_t> input) {
             case 2:  // byte string
             case 3:  // text string
                 if (indefinite) {
-                    if (stack.size() > kMaxDepth) return malformed("nested too deeply", item_offset);
+                    if (stack.size() > kMaxDepth)
+                        return malformed("nested too deeply", item_offset);
                     stack.push_back(Level{.indefinite = true, .chunk_major = major});
                 } else {
-                    if (argument > left) return malformed("string longer than the input", item_offset);
+                    if (argument > left)
+                        return malformed("string longer than the input", item_offset);
                     pos += static_cast<size_t>(argument);
                 }
                 break;
@@ -133,7 +136,10 @@ void append_head(std::vector<uint8_t>& out, Major major, uint64_t value) {
         return;
     }
     int width = value <= 0xff ? 1 : value <= 0xffff ? 2 : value <= 0xffffffff ? 4 : 8;
-    out.push_back(static_cast<uint8_t>(type | (width == 1 ? 24 : width == 2 ? 25 : width == 4 ? 26 : 27)));
+    out.push_back(static_cast<uint8_t>(type | (width == 1   ? 24
+                                               : width == 2 ? 25
+                                               : width == 4 ? 26
+                                                            : 27)));
     for (int i = width - 1; i >= 0; --i) out.push_back(static_cast<uint8_t>(value >> (8 * i)));
 }
 

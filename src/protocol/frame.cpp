@@ -125,8 +125,8 @@ Result<size_t> FrameDecoder::consume(std::span<const uint8_t> input) {
         // sends a few bytes costs only what it sent.
         const size_t needed = m_buffer.size() + n;
         if (needed > m_buffer.capacity()) {
-            m_buffer.reserve(std::min(m_header->frame_size(),
-                                      std::max(needed, 2 * m_buffer.capacity())));
+            m_buffer.reserve(
+                std::min(m_header->frame_size(), std::max(needed, 2 * m_buffer.capacity())));
         }
         m_buffer.insert(m_buffer.end(), input.begin() + static_cast<ptrdiff_t>(taken),
                         input.begin() + static_cast<ptrdiff_t>(taken + n));

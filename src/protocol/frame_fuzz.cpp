@@ -17,16 +17,36 @@ using namespace msb::protocol;
 
 void decode_any_payload(MessageType type, std::span<const uint8_t> p) {
     switch (type) {
-        case MessageType::Ready: (void)decode_payload<Ready>(p); break;
-        case MessageType::Shutdown: (void)decode_payload<Shutdown>(p); break;
-        case MessageType::ExecRequest: (void)decode_payload<ExecRequest>(p); break;
-        case MessageType::ExecStarted: (void)decode_payload<ExecStarted>(p); break;
-        case MessageType::ExecStdin: (void)decode_payload<ExecStdin>(p); break;
-        case MessageType::ExecStdout: (void)decode_payload<ExecStdout>(p); break;
-        case MessageType::ExecStderr: (void)decode_payload<ExecStderr>(p); break;
-        case MessageType::ExecExited: (void)decode_payload<ExecExited>(p); break;
-        case MessageType::ExecResize: (void)decode_payload<ExecResize>(p); break;
-        case MessageType::ExecSignal: (void)decode_payload<ExecSignal>(p); break;
+        case MessageType::Ready:
+            (void)decode_payload<Ready>(p);
+            break;
+        case MessageType::Shutdown:
+            (void)decode_payload<Shutdown>(p);
+            break;
+        case MessageType::ExecRequest:
+            (void)decode_payload<ExecRequest>(p);
+            break;
+        case MessageType::ExecStarted:
+            (void)decode_payload<ExecStarted>(p);
+            break;
+        case MessageType::ExecStdin:
+            (void)decode_payload<ExecStdin>(p);
+            break;
+        case MessageType::ExecStdout:
+            (void)decode_payload<ExecStdout>(p);
+            break;
+        case MessageType::ExecStderr:
+            (void)decode_payload<ExecStderr>(p);
+            break;
+        case MessageType::ExecExited:
+            (void)decode_payload<ExecExited>(p);
+            break;
+        case MessageType::ExecResize:
+            (void)decode_payload<ExecResize>(p);
+            break;
+        case MessageType::ExecSignal:
+            (void)decode_payload<ExecSignal>(p);
+            break;
         case MessageType::FsRequest: {
             // Decoded requests must re-encode and decode to the same kind.
             auto r = decode_payload<FsRequest>(p);
@@ -36,8 +56,12 @@ void decode_any_payload(MessageType type, std::span<const uint8_t> p) {
             }
             break;
         }
-        case MessageType::FsResponse: (void)decode_payload<FsResponse>(p); break;
-        case MessageType::FsData: (void)decode_payload<FsData>(p); break;
+        case MessageType::FsResponse:
+            (void)decode_payload<FsResponse>(p);
+            break;
+        case MessageType::FsData:
+            (void)decode_payload<FsData>(p);
+            break;
     }
 }
 

@@ -102,9 +102,9 @@ TEST(FrameDecoder, SplitsAStreamFedOneByteAtATime) {
     std::vector<RawFrame> frames;
     size_t max_buffered = 0;
     for (uint8_t byte : stream) {
-        ASSERT_TRUE(decoder.feed(std::span(&byte, 1), [&](RawFrame&& f) {
-            frames.push_back(std::move(f));
-        }).ok());
+        ASSERT_TRUE(
+            decoder.feed(std::span(&byte, 1), [&](RawFrame&& f) { frames.push_back(std::move(f)); })
+                .ok());
         max_buffered = std::max(max_buffered, decoder.buffered());
     }
     ASSERT_EQ(frames.size(), 4u);
@@ -137,9 +137,10 @@ TEST(FrameDecoder, DeliversEveryFrameOfOneLargeRead) {
     ASSERT_EQ(ids.size(), 50u);
     EXPECT_EQ(ids.back(), 50u);
     EXPECT_EQ(decoder.buffered(), 6u);
-    ASSERT_TRUE(decoder.feed(std::span(partial).subspan(6), [&](RawFrame&& f) {
-        ids.push_back(f.header.id);
-    }).ok());
+    ASSERT_TRUE(
+        decoder
+            .feed(std::span(partial).subspan(6), [&](RawFrame&& f) { ids.push_back(f.header.id); })
+            .ok());
     EXPECT_EQ(ids.back(), 51u);
 }
 
@@ -188,7 +189,8 @@ TEST(FrameDecoding, RejectsATruncatedFrame) {
     frame.pop_back();
     auto message = decode_frame(frame);
     ASSERT_FALSE(message.ok());
-    EXPECT_TRUE(contains(message.error().message(), "truncated frame")) << message.error().message();
+    EXPECT_TRUE(contains(message.error().message(), "truncated frame"))
+        << message.error().message();
     auto header_only = decode_frame(std::span(frame).first(6));
     ASSERT_FALSE(header_only.ok());
     EXPECT_TRUE(contains(header_only.error().message(), "truncated header"));
@@ -196,13 +198,13 @@ TEST(FrameDecoding, RejectsATruncatedFrame) {
 
 TEST(FrameDecoding, RejectsGarbageBodies) {
     const std::vector<std::vector<uint8_t>> bodies = {
-        {0xff, 0xff, 0xff},                    // break outside anything
-        {0x1c},                                // reserved additional info
-        {0xa1, 0x61, 0x76},                    // map missing its value
-        {0x83, 0x01, 0x02, 0x03},              // an array, not a map
-        {0xa3, 0x61, 0x76, 0x01, 0x61, 0x74},  // truncated
-        {0xc0, 0x60},                          // a tag
-        {0x7a, 0xff, 0xff, 0xff, 0xff},        // text longer than the input
+        {0xff, 0xff, 0xff},                                      // break outside anything
+        {0x1c},                                                  // reserved additional info
+        {0xa1, 0x61, 0x76},                                      // map missing its value
+        {0x83, 0x01, 0x02, 0x03},                                // an array, not a map
+        {0xa3, 0x61, 0x76, 0x01, 0x61, 0x74},                    // truncated
+        {0xc0, 0x60},                                            // a tag
+        {0x7a, 0xff, 0xff, 0xff, 0xff},                          // text longer than the input
         {0x9b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff},  // array longer than the input
     };
     for (const auto& body : bodies) {
@@ -258,8 +260,8 @@ TEST(FrameDecoding, AcceptsIndefiniteLengthAndExtraKeysInTheEnvelope) {
     std::vector<uint8_t> body = {0xbf, 0x61, 'x', 0x81, 0x01, 0x61, 'v', 0x01, 0x61, 't', 0x70};
     const std::string type = "core.exec.exited";
     body.insert(body.end(), type.begin(), type.end());
-    body.insert(body.end(), {0x61, 'p', 0x5f, 0x46, 0xa1, 0x64, 'c', 'o', 'd', 'e', 0x41, 0x07,
-                             0xff, 0xff});
+    body.insert(body.end(),
+                {0x61, 'p', 0x5f, 0x46, 0xa1, 0x64, 'c', 'o', 'd', 'e', 0x41, 0x07, 0xff, 0xff});
     auto message = decode_envelope(body);
     ASSERT_TRUE(message.ok()) << message.error().message();
     EXPECT_EQ(message->type, MessageType::ExecExited);
@@ -268,8 +270,8 @@ TEST(FrameDecoding, AcceptsIndefiniteLengthAndExtraKeysInTheEnvelope) {
     EXPECT_EQ(exited->code, 7);
 
     // {"extra": {"k": null}, "data": h'0102'} through the fast data path.
-    const std::vector<uint8_t> data = {0xa2, 0x65, 'e', 'x', 't', 'r', 'a', 0xa1, 0x61, 'k', 0xf6,
-                                       0x64, 'd', 'a', 't', 'a', 0x42, 0x01, 0x02};
+    const std::vector<uint8_t> data = {0xa2, 0x65, 'e', 'x', 't', 'r', 'a',  0xa1, 0x61, 'k',
+                                       0xf6, 0x64, 'd', 'a', 't', 'a', 0x42, 0x01, 0x02};
     auto out = decode_payload<ExecStdout>(data);
     ASSERT_TRUE(out.ok()) << out.error().message();
     EXPECT_EQ(out->data, (std::vector<uint8_t>{1, 2}));
@@ -282,8 +284,8 @@ TEST(FrameDecoding, AcceptsIndefiniteLengthAndExtraKeysInTheEnvelope) {
 
 TEST(CborCheck, AcceptsIndefiniteLengthItemsAndRejectsBadChunks) {
     // {_ "a": [_ 1, 2], "b": (_ h'01', h'02')}
-    const std::vector<uint8_t> good = {0xbf, 0x61, 0x61, 0x9f, 0x01, 0x02, 0xff,
-                                       0x61, 0x62, 0x5f, 0x41, 0x01, 0x41, 0x02, 0xff, 0xff};
+    const std::vector<uint8_t> good = {0xbf, 0x61, 0x61, 0x9f, 0x01, 0x02, 0xff, 0x61,
+                                       0x62, 0x5f, 0x41, 0x01, 0x41, 0x02, 0xff, 0xff};
     EXPECT_TRUE(cbor::check(good).ok());
     auto parsed = cbor::parse(good);
     ASSERT_TRUE(parsed.ok()) << parsed.error().message();
@@ -294,7 +296,9 @@ TEST(CborCheck, AcceptsIndefiniteLengthItemsAndRejectsBadChunks) {
     EXPECT_FALSE(cbor::check(std::vector<uint8_t>{0xbf, 0x61, 0x61, 0xff}).ok());
     // Negative integer below INT64_MIN.
     EXPECT_FALSE(cbor::check(std::vector<uint8_t>{0x3b, 0x80, 0, 0, 0, 0, 0, 0, 0}).ok());
-    EXPECT_TRUE(cbor::check(std::vector<uint8_t>{0x3b, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}).ok());
+    EXPECT_TRUE(
+        cbor::check(std::vector<uint8_t>{0x3b, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
+            .ok());
     // Trailing bytes.
     EXPECT_FALSE(cbor::check(std::vector<uint8_t>{0x01, 0x02}).ok());
     EXPECT_FALSE(cbor::check(std::vector<uint8_t>{}).ok());

@@ -132,7 +132,8 @@ Status read(const Json& j, FsData& out) {
 }
 
 // An externally tagged enum value: a map with exactly one entry {variant: content}.
-Result<std::pair<std::string_view, const Json*>> read_variant(const Json& j, std::string_view what) {
+Result<std::pair<std::string_view, const Json*>> read_variant(const Json& j,
+                                                              std::string_view what) {
     if (!j.is_object() || j.size() != 1) {
         return Error(fmt::format("field '{}': expected a map with one variant", what));
     }
@@ -223,7 +224,8 @@ std::string_view fs_op_kind_name(FsOpKind kind) {
     return index < kFsOpNames.size() ? kFsOpNames[index] : "Unknown";
 }
 
-// --- encoders -------------------------------------------------------------------------------------
+// --- encoders
+// -------------------------------------------------------------------------------------
 
 std::vector<uint8_t> encode_payload(const Ready& payload) {
     Json j = Json::object();
@@ -337,7 +339,8 @@ std::vector<uint8_t> encode_payload(const FsResponse& payload) {
     return cbor::serialize(j);
 }
 
-// --- decoders -------------------------------------------------------------------------------------
+// --- decoders
+// -------------------------------------------------------------------------------------
 
 template <typename P>
 Result<P> decode_payload(std::span<const uint8_t> payload) {

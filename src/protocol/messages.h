@@ -201,7 +201,7 @@ enum class FsResponseDataKind : uint8_t { None, Stat, List };
 struct FsResponse {
     static constexpr MessageType kType = MessageType::FsResponse;
     bool ok = false;
-    std::optional<std::string> error{};  // "default"
+    std::optional<std::string> error{};                       // "default"
     FsResponseDataKind data_kind = FsResponseDataKind::None;  // "default"
     std::vector<FsEntryInfo> entries{};
 };

@@ -89,10 +89,11 @@ TEST(MessagesRoundTrip, ExecStreamsAndControl) {
 }
 
 TEST(MessagesRoundTrip, EveryFsOperation) {
-    const std::vector<FsOp> ops = {
-        FsOp::stat("/a"),  FsOp::list("/b"),   FsOp::read("/c"),         FsOp::write("/d", 0600),
-        FsOp::write("/e"), FsOp::mkdir("/f"),  FsOp::remove("/g"),       FsOp::remove_dir("/h"),
-        FsOp::copy("/i", "/j"), FsOp::rename("/k", "/l")};
+    const std::vector<FsOp> ops = {FsOp::stat("/a"),       FsOp::list("/b"),
+                                   FsOp::read("/c"),       FsOp::write("/d", 0600),
+                                   FsOp::write("/e"),      FsOp::mkdir("/f"),
+                                   FsOp::remove("/g"),     FsOp::remove_dir("/h"),
+                                   FsOp::copy("/i", "/j"), FsOp::rename("/k", "/l")};
     for (const auto& op : ops) {
         SCOPED_TRACE(fs_op_kind_name(op.kind));
         auto r = round_trip(5, FsRequest{op});
@@ -111,8 +112,8 @@ TEST(MessagesRoundTrip, FsResponses) {
     EXPECT_EQ(err.data_kind, FsResponseDataKind::None);
 
     FsEntryInfo e{"/x", "file", 12, 0644, 1700000000};
-    auto stat = round_trip(5, FsResponse{.ok = true, .data_kind = FsResponseDataKind::Stat,
-                                         .entries = {e}});
+    auto stat = round_trip(
+        5, FsResponse{.ok = true, .data_kind = FsResponseDataKind::Stat, .entries = {e}});
     EXPECT_EQ(stat.data_kind, FsResponseDataKind::Stat);
     ASSERT_EQ(stat.entries.size(), 1u);
     EXPECT_EQ(stat.entries[0].path, "/x");
@@ -200,8 +201,8 @@ TEST(MessagesDecoding, RejectsMalformedFsVariants) {
     ASSERT_FALSE(unknown.ok());
     EXPECT_TRUE(contains(unknown.error().message(), "unknown variant 'Chmod'"));
     EXPECT_FALSE(decode_payload<FsRequest>(request_with("Stat")).ok());
-    EXPECT_FALSE(decode_payload<FsRequest>(
-                     request_with(cbor::Json::object({{"Copy", cbor::Json::object({{"src", "/"}})}})))
+    EXPECT_FALSE(decode_payload<FsRequest>(request_with(cbor::Json::object(
+                                               {{"Copy", cbor::Json::object({{"src", "/"}})}})))
                      .ok());
     EXPECT_FALSE(decode_payload<FsRequest>(map_of(cbor::Json::object())).ok());
 
@@ -234,20 +235,18 @@ TEST(Heartbeat, JsonRoundTripKeepsNanoseconds) {
 }
 
 TEST(Heartbeat, ParsesOffsetsAndRejectsBadFiles) {
-    auto parsed = parse_heartbeat_json(
-        R"({"timestamp":"2026-01-01T01:00:00+01:00","active_sessions":0,)"
-        R"("last_activity":"2026-01-01T00:00:00.25Z","extra":1})");
+    auto parsed =
+        parse_heartbeat_json(R"({"timestamp":"2026-01-01T01:00:00+01:00","active_sessions":0,)"
+                             R"("last_activity":"2026-01-01T00:00:00.25Z","extra":1})");
     ASSERT_TRUE(parsed.ok()) << parsed.error().message();
     EXPECT_EQ(parsed->timestamp_ns, parsed->last_activity_ns - 250'000'000);
     EXPECT_FALSE(parse_heartbeat_json("").ok());
     EXPECT_FALSE(parse_heartbeat_json("{\"timestamp\":").ok());
-    EXPECT_FALSE(parse_heartbeat_json(
-                     R"({"timestamp":"2026-01-01T00:00:00Z","active_sessions":-1,)"
-                     R"("last_activity":"2026-01-01T00:00:00Z"})")
+    EXPECT_FALSE(parse_heartbeat_json(R"({"timestamp":"2026-01-01T00:00:00Z","active_sessions":-1,)"
+                                      R"("last_activity":"2026-01-01T00:00:00Z"})")
                      .ok());
-    EXPECT_FALSE(parse_heartbeat_json(
-                     R"({"timestamp":"yesterday","active_sessions":0,)"
-                     R"("last_activity":"2026-01-01T00:00:00Z"})")
+    EXPECT_FALSE(parse_heartbeat_json(R"({"timestamp":"yesterday","active_sessions":0,)"
+                                      R"("last_activity":"2026-01-01T00:00:00Z"})")
                      .ok());
     EXPECT_FALSE(parse_heartbeat_json("[1,2]").ok());
 }

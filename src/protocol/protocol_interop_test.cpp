@@ -126,15 +126,15 @@ std::map<std::string, Message> expected_messages() {
         make_message(9, FsResponse{.ok = false, .error = "No such file or directory"});
     m["fs_response_ok"] = make_message(9, FsResponse{.ok = true});
     m["fs_response_stat"] = make_message(
-        9, FsResponse{.ok = true,
-                      .data_kind = FsResponseDataKind::Stat,
-                      .entries = {entry("/etc/hosts", "file", uint64_t{1} << 33, 0100644,
-                                        1764390000)}});
-    m["fs_response_list"] = make_message(
-        9, FsResponse{.ok = true,
-                      .data_kind = FsResponseDataKind::List,
-                      .entries = {entry("/a", "dir", 4096, 040755, -5),
-                                  entry("/b", "symlink", 1, 0120777, std::nullopt)}});
+        9, FsResponse{
+               .ok = true,
+               .data_kind = FsResponseDataKind::Stat,
+               .entries = {entry("/etc/hosts", "file", uint64_t{1} << 33, 0100644, 1764390000)}});
+    m["fs_response_list"] =
+        make_message(9, FsResponse{.ok = true,
+                                   .data_kind = FsResponseDataKind::List,
+                                   .entries = {entry("/a", "dir", 4096, 040755, -5),
+                                               entry("/b", "symlink", 1, 0120777, std::nullopt)}});
     m["fs_response_minimal"] = make_message(9, FsResponse{.ok = true});
     return m;
 }
@@ -166,7 +166,8 @@ TEST_F(ProtocolInterop, DecoderAcceptsEveryFrameOfTheIndependentEncoder) {
         // Through the stream decoder, as a receiver would see it.
         FrameDecoder decoder;
         std::vector<RawFrame> frames;
-        ASSERT_TRUE(decoder.feed(c.frame, [&](RawFrame&& f) { frames.push_back(std::move(f)); }).ok());
+        ASSERT_TRUE(
+            decoder.feed(c.frame, [&](RawFrame&& f) { frames.push_back(std::move(f)); }).ok());
         ASSERT_EQ(frames.size(), 1u);
         auto message = decode_message(frames[0]);
         ASSERT_TRUE(message.ok()) << message.error().message();

@@ -19,19 +19,32 @@ inline Result<std::vector<uint8_t>> reencode_payload(const Message& message) {
         return encode_payload(payload);
     };
     switch (message.type) {
-        case MessageType::Ready: return again(Ready{});
-        case MessageType::Shutdown: return again(Shutdown{});
-        case MessageType::ExecRequest: return again(ExecRequest{});
-        case MessageType::ExecStarted: return again(ExecStarted{});
-        case MessageType::ExecStdin: return again(ExecStdin{});
-        case MessageType::ExecStdout: return again(ExecStdout{});
-        case MessageType::ExecStderr: return again(ExecStderr{});
-        case MessageType::ExecExited: return again(ExecExited{});
-        case MessageType::ExecResize: return again(ExecResize{});
-        case MessageType::ExecSignal: return again(ExecSignal{});
-        case MessageType::FsRequest: return again(FsRequest{});
-        case MessageType::FsResponse: return again(FsResponse{});
-        case MessageType::FsData: return again(FsData{});
+        case MessageType::Ready:
+            return again(Ready{});
+        case MessageType::Shutdown:
+            return again(Shutdown{});
+        case MessageType::ExecRequest:
+            return again(ExecRequest{});
+        case MessageType::ExecStarted:
+            return again(ExecStarted{});
+        case MessageType::ExecStdin:
+            return again(ExecStdin{});
+        case MessageType::ExecStdout:
+            return again(ExecStdout{});
+        case MessageType::ExecStderr:
+            return again(ExecStderr{});
+        case MessageType::ExecExited:
+            return again(ExecExited{});
+        case MessageType::ExecResize:
+            return again(ExecResize{});
+        case MessageType::ExecSignal:
+            return again(ExecSignal{});
+        case MessageType::FsRequest:
+            return again(FsRequest{});
+        case MessageType::FsResponse:
+            return again(FsResponse{});
+        case MessageType::FsData:
+            return again(FsData{});
     }
     return Error("unknown type");
 }

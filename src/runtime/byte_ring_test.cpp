@@ -64,8 +64,7 @@ TEST(ByteRing, ThreadsTransferEverythingInOrderWithSleepingBothSides) {
     std::vector<uint8_t> buf(777);
     while (got < kTotal) {
         size_t n = ring->read(buf);
-        for (size_t i = 0; i < n; ++i)
-            in_order &= buf[i] == static_cast<uint8_t>((got + i) * 7);
+        for (size_t i = 0; i < n; ++i) in_order &= buf[i] == static_cast<uint8_t>((got + i) * 7);
         got += n;
         if (n == 0 && ring->arm_readable()) {
             pollfd p{ring->readable_fd(), POLLIN, 0};

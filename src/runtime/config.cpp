@@ -44,7 +44,8 @@ Result<MountSpec> MountSpec::parse(std::string_view text) {
         parts.pop_back();
     }
     if (parts.size() != 2 || parts[1].empty())
-        return Error("invalid mount '" + std::string(text) + "': expected tag:host_path[:ro]", EINVAL);
+        return Error("invalid mount '" + std::string(text) + "': expected tag:host_path[:ro]",
+                     EINVAL);
     TRY(check_identifier("mount", text, parts[0], 36));
     spec.tag = parts[0];
     spec.host = parts[1];
@@ -63,7 +64,8 @@ Result<DiskSpec> DiskSpec::parse(std::string_view text) {
                      EINVAL);
     TRY(check_identifier("disk", text, parts[0], 20));
     auto format = validate_disk_format(parts[2]);
-    if (!format.ok()) return std::move(format).error().with_context("invalid disk '" + std::string(text) + "'");
+    if (!format.ok())
+        return std::move(format).error().with_context("invalid disk '" + std::string(text) + "'");
     spec.id = parts[0];
     spec.host = parts[1];
     spec.format = format.value();

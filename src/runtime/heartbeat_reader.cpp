@@ -35,7 +35,8 @@ std::optional<protocol::Heartbeat> HeartbeatReader::read() const {
     return heartbeat.value();
 }
 
-bool heartbeat_is_idle(const protocol::Heartbeat& heartbeat, uint64_t idle_secs, int64_t now_unix_ns) {
+bool heartbeat_is_idle(const protocol::Heartbeat& heartbeat, uint64_t idle_secs,
+                       int64_t now_unix_ns) {
     if (heartbeat.active_sessions != 0) return false;
     // The timestamp comes from the guest: an extreme value must not overflow the subtraction.
     int64_t elapsed_ns = 0;

@@ -48,6 +48,7 @@ private:
 
 // The decision alone, for a heartbeat already read (exposed for tests and callers that
 // read the file themselves).
-bool heartbeat_is_idle(const protocol::Heartbeat& heartbeat, uint64_t idle_secs, int64_t now_unix_ns);
+bool heartbeat_is_idle(const protocol::Heartbeat& heartbeat, uint64_t idle_secs,
+                       int64_t now_unix_ns);
 
 }  // namespace msb::runtime

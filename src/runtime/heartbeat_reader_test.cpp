@@ -30,8 +30,8 @@ protected:
         write_file(protocol::encode_heartbeat_json({last_activity_ns, sessions, last_activity_ns}));
     }
     static system_clock::time_point at(int64_t unix_ns) {
-        return system_clock::time_point(std::chrono::duration_cast<system_clock::duration>(
-            std::chrono::nanoseconds(unix_ns)));
+        return system_clock::time_point(
+            std::chrono::duration_cast<system_clock::duration>(std::chrono::nanoseconds(unix_ns)));
     }
 
     std::string m_dir;

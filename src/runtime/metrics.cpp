@@ -39,7 +39,8 @@ std::optional<uint64_t> io_field(std::string_view io, std::string_view key) {
     while (pos < io.size()) {
         size_t end = io.find('\n', pos);
         std::string_view line = io.substr(pos, end == std::string_view::npos ? io.npos : end - pos);
-        if (line.size() > key.size() + 1 && line.substr(0, key.size()) == key && line[key.size()] == ':') {
+        if (line.size() > key.size() + 1 && line.substr(0, key.size()) == key &&
+            line[key.size()] == ':') {
             std::string_view v = line.substr(key.size() + 1);
             while (!v.empty() && v.front() == ' ') v.remove_prefix(1);
             return parse_u64(v);
@@ -65,7 +66,8 @@ Result<ProcessCounters> parse_process_counters(std::string_view stat, std::strin
     while (pos < rest.size() && index < 12) {
         while (pos < rest.size() && rest[pos] == ' ') ++pos;
         size_t end = rest.find(' ', pos);
-        std::string_view field = rest.substr(pos, end == std::string_view::npos ? rest.npos : end - pos);
+        std::string_view field =
+            rest.substr(pos, end == std::string_view::npos ? rest.npos : end - pos);
         ++index;
         if (index == 11 || index == 12) {
             auto v = parse_u64(field);
@@ -91,14 +93,15 @@ Result<ProcessCounters> parse_process_counters(std::string_view stat, std::strin
 }
 
 Result<ProcessCounters> read_process_counters(const std::string& proc_dir) {
-    return parse_process_counters(read_small_file(proc_dir + "/stat"), read_small_file(proc_dir + "/statm"),
-                                  read_small_file(proc_dir + "/io"),
-                                  static_cast<uint64_t>(::sysconf(_SC_PAGESIZE)));
+    return parse_process_counters(
+        read_small_file(proc_dir + "/stat"), read_small_file(proc_dir + "/statm"),
+        read_small_file(proc_dir + "/io"), static_cast<uint64_t>(::sysconf(_SC_PAGESIZE)));
 }
 
 double cpu_percent(uint64_t delta_ticks, double delta_seconds, uint64_t ticks_per_second) {
     if (delta_seconds <= 0 || ticks_per_second == 0) return 0;
-    return 100.0 * static_cast<double>(delta_ticks) / (static_cast<double>(ticks_per_second) * delta_seconds);
+    return 100.0 * static_cast<double>(delta_ticks) /
+           (static_cast<double>(ticks_per_second) * delta_seconds);
 }
 
 void start_metrics_sampler(const std::string& db_path, int64_t sandbox_id) {
@@ -121,12 +124,14 @@ void start_metrics_sampler(const std::string& db_path, int64_t sandbox_id) {
                 continue;
             }
             store::MetricSample sample;
-            sample.cpu_percent = cpu_percent(now->cpu_ticks - previous->cpu_ticks,
-                                             static_cast<double>(now_ns - previous_ns) / 1e9, ticks);
+            sample.cpu_percent =
+                cpu_percent(now->cpu_ticks - previous->cpu_ticks,
+                            static_cast<double>(now_ns - previous_ns) / 1e9, ticks);
             sample.memory_bytes = static_cast<int64_t>(now->rss_bytes);
             sample.disk_read_bytes = static_cast<int64_t>(now->read_bytes);
             sample.disk_write_bytes = static_cast<int64_t>(now->write_bytes);
-            if (auto st = store::insert_metric(*db, sandbox_id, sample); !st.ok() && failures.allow())
+            if (auto st = store::insert_metric(*db, sandbox_id, sample);
+                !st.ok() && failures.allow())
                 log::warn("metrics: {}", st.error().message());
             previous = std::move(now);
             previous_ns = now_ns;

@@ -119,9 +119,11 @@ TEST(PrependScriptsPath, UpdatesExistingPath) {
 TEST(PrependScriptsPath, AddsDefaultPathWhenMissing) {
     std::vector<std::string> env = {"LANG=C.UTF-8"};
     prepend_scripts_path(env);
-    EXPECT_EQ(env, (std::vector<std::string>{
-                       "LANG=C.UTF-8",
-                       "PATH=/.msb/scripts:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}));
+    EXPECT_EQ(
+        env,
+        (std::vector<std::string>{
+            "LANG=C.UTF-8",
+            "PATH=/.msb/scripts:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}));
 }
 
 TEST(PrependScriptsPath, AvoidsDuplicates) {

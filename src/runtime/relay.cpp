@@ -113,11 +113,13 @@ struct Relay::Impl {
                 if (from_guest.arm_readable()) return;  // sleep until the device writes
                 continue;
             }
-            Status st = guest_decoder.feed({buf.data(), n}, [&](RawFrame&& f) { on_guest_frame(std::move(f)); });
+            Status st = guest_decoder.feed({buf.data(), n},
+                                           [&](RawFrame&& f) { on_guest_frame(std::move(f)); });
             if (!st.ok()) {
                 // The guest side resynchronises by clearing its buffer; we do the same.
                 ++stats.corrupt_guest_streams;
-                if (corrupt_limit.allow()) log::warn("relay: corrupt stream from guest: {}", st.error().message());
+                if (corrupt_limit.allow())
+                    log::warn("relay: corrupt stream from guest: {}", st.error().message());
                 guest_decoder.reset();
             }
         }
@@ -128,7 +130,8 @@ struct Relay::Impl {
         if (ready_frame.empty()) {
             auto message = protocol::decode_message(frame);
             if (!message.ok() || message->type != protocol::MessageType::Ready) {
-                if (unroutable_limit.allow()) log::warn("relay: guest frame before core.ready dropped");
+                if (unroutable_limit.allow())
+                    log::warn("relay: guest frame before core.ready dropped");
                 return;
             }
             ready_frame = std::move(frame.bytes);
@@ -169,8 +172,10 @@ struct Relay::Impl {
         for (auto& c : clients) {
             if (!c || c->out.bytes < options.client_queue_limit / 2) continue;
             if (now - c->full_since > options.slow_client_grace) {
-                log::warn("relay: client in slot {} has not read for {} s; disconnecting it", c->slot,
-                          std::chrono::duration_cast<std::chrono::seconds>(options.slow_client_grace).count());
+                log::warn(
+                    "relay: client in slot {} has not read for {} s; disconnecting it", c->slot,
+                    std::chrono::duration_cast<std::chrono::seconds>(options.slow_client_grace)
+                        .count());
                 drop_client(c->slot);
                 continue;
             }
@@ -212,7 +217,8 @@ struct Relay::Impl {
             handshake.insert(handshake.end(), ready_frame.begin(), ready_frame.end());
             Client& c = *client;
             clients[static_cast<size_t>(slot)] = std::move(client);
-            Status st = loop.add(c.fd.get(), EPOLLIN, [this, slot](uint32_t ev) { on_client_event(slot, ev); });
+            Status st = loop.add(c.fd.get(), EPOLLIN,
+                                 [this, slot](uint32_t ev) { on_client_event(slot, ev); });
             if (!st.ok()) {
                 log::error("relay: {}", st.error().message());
                 clients[static_cast<size_t>(slot)].reset();
@@ -256,8 +262,9 @@ struct Relay::Impl {
             });
             if (!st.ok() || bad) {
                 ++stats.clients_dropped_for_bad_frames;
-                log::warn("relay: closing client in slot {}: {}", slot,
-                          st.ok() ? std::string("frame id outside its range") : st.error().message());
+                log::warn(
+                    "relay: closing client in slot {}: {}", slot,
+                    st.ok() ? std::string("frame id outside its range") : st.error().message());
                 drop_client(slot);
                 return;
             }
@@ -291,7 +298,8 @@ struct Relay::Impl {
             }
             c.out.advance(static_cast<size_t>(n));
         }
-        uint32_t events = (c.reading ? uint32_t{EPOLLIN} : 0u) | (c.out.empty() ? 0u : uint32_t{EPOLLOUT});
+        uint32_t events =
+            (c.reading ? uint32_t{EPOLLIN} : 0u) | (c.out.empty() ? 0u : uint32_t{EPOLLOUT});
         (void)loop.modify(c.fd.get(), events);
     }
 
@@ -300,7 +308,8 @@ struct Relay::Impl {
         if (!c) return;
         for (uint32_t id : c->sessions) {
             auto frame = protocol::encode_frame(protocol::make_message(
-                protocol::MessageType::ExecSignal, id, protocol::encode_payload(protocol::ExecSignal{.signal = 9})));
+                protocol::MessageType::ExecSignal, id,
+                protocol::encode_payload(protocol::ExecSignal{.signal = 9})));
             if (frame.ok()) {
                 to_guest_queue.push(std::move(frame).value());
                 ++stats.sessions_killed;
@@ -335,7 +344,8 @@ struct Relay::Impl {
         for (auto& c : clients) {
             if (!c || c->reading == reading) continue;
             c->reading = reading;
-            uint32_t events = (reading ? uint32_t{EPOLLIN} : 0u) | (c->out.empty() ? 0u : uint32_t{EPOLLOUT});
+            uint32_t events =
+                (reading ? uint32_t{EPOLLIN} : 0u) | (c->out.empty() ? 0u : uint32_t{EPOLLOUT});
             (void)loop.modify(c->fd.get(), events);
             if (reading) {
                 int slot = c->slot;
@@ -359,7 +369,8 @@ Result<std::unique_ptr<Relay>> Relay::create(RelayOptions options, ByteRing& to_
     ::unlink(options.socket_path.c_str());  // a stale socket from a crashed run
     if (::bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0)
         return Error::from_errno("bind agent socket " + options.socket_path);
-    if (::listen(listener.get(), 64) < 0) return Error::from_errno("listen on " + options.socket_path);
+    if (::listen(listener.get(), 64) < 0)
+        return Error::from_errno("listen on " + options.socket_path);
 
     int tfd = ::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
     if (tfd < 0) return Error::from_errno("timerfd_create");
@@ -368,11 +379,12 @@ Result<std::unique_ptr<Relay>> Relay::create(RelayOptions options, ByteRing& to_
     auto ms = options.ready_timeout.count();
     spec.it_value.tv_sec = ms / 1000;
     spec.it_value.tv_nsec = (ms % 1000) * 1'000'000 + 1;
-    if (::timerfd_settime(timer.get(), 0, &spec, nullptr) < 0) return Error::from_errno("timerfd_settime");
+    if (::timerfd_settime(timer.get(), 0, &spec, nullptr) < 0)
+        return Error::from_errno("timerfd_settime");
 
     auto loop = TRY(EventLoop::create());
-    auto impl = std::make_unique<Impl>(std::move(options), to_guest, from_guest, std::move(listener),
-                                       std::move(timer), std::move(loop));
+    auto impl = std::make_unique<Impl>(std::move(options), to_guest, from_guest,
+                                       std::move(listener), std::move(timer), std::move(loop));
     std::unique_ptr<Relay> relay(new Relay(std::move(impl)));
     Impl* p = relay->m_impl.get();
     p->owner = relay.get();

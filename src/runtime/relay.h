@@ -33,8 +33,8 @@ namespace msb::runtime {
 struct RelayOptions {
     std::string socket_path;
     std::chrono::milliseconds ready_timeout{std::chrono::seconds(60)};
-    size_t client_queue_limit = 8 << 20;     // bytes queued toward one client
-    size_t to_guest_queue_limit = 8 << 20;   // bytes queued toward the guest
+    size_t client_queue_limit = 8 << 20;    // bytes queued toward one client
+    size_t to_guest_queue_limit = 8 << 20;  // bytes queued toward the guest
     std::chrono::milliseconds slow_client_grace{std::chrono::seconds(30)};
 };
 
@@ -62,8 +62,8 @@ public:
     ~Relay();
 
     // Called on the relay thread. Set before run().
-    std::function<void()> on_ready;                           // core.ready arrived
-    std::function<void()> on_shutdown;                        // a client asked for shutdown
+    std::function<void()> on_ready;                            // core.ready arrived
+    std::function<void()> on_shutdown;                         // a client asked for shutdown
     std::function<void(const std::string&)> on_ready_timeout;  // no core.ready in time
 
     // Serves until stop(). Errors only for failures of the relay's own fds.

@@ -67,7 +67,8 @@ protected:
     }
 
     // Reads whole frames the relay wrote toward the guest, waiting up to `timeout`.
-    std::vector<protocol::Message> guest_receive(size_t count, std::chrono::milliseconds timeout = 5s) {
+    std::vector<protocol::Message> guest_receive(size_t count,
+                                                 std::chrono::milliseconds timeout = 5s) {
         std::vector<protocol::Message> out;
         auto deadline = Deadline::after(timeout);
         std::vector<uint8_t> buf(1 << 16);
@@ -77,9 +78,12 @@ protected:
                 std::this_thread::sleep_for(1ms);
                 continue;
             }
-            EXPECT_TRUE(guest_decoder.feed({buf.data(), n}, [&](protocol::RawFrame&& f) {
-                out.push_back(MUST(protocol::decode_message(f)));
-            }).ok());
+            EXPECT_TRUE(guest_decoder
+                            .feed({buf.data(), n},
+                                  [&](protocol::RawFrame&& f) {
+                                      out.push_back(MUST(protocol::decode_message(f)));
+                                  })
+                            .ok());
         }
         return out;
     }
@@ -114,7 +118,8 @@ protected:
         std::vector<uint8_t> got(expected.size());
         EXPECT_TRUE(read_exact(fd, got.data(), got.size()));
         EXPECT_EQ(got, expected);
-        return (uint32_t{off[0]} << 24) | (uint32_t{off[1]} << 16) | (uint32_t{off[2]} << 8) | off[3];
+        return (uint32_t{off[0]} << 24) | (uint32_t{off[1]} << 16) | (uint32_t{off[2]} << 8) |
+               off[3];
     }
 
     static protocol::Message client_receive(int fd) {
@@ -171,13 +176,17 @@ TEST_F(RelayTest, RoutesGuestFramesByIdRangeAndForwardsClientFrames) {
 
     protocol::ExecRequest req;
     req.cmd = "/bin/true";
-    client_send(a.get(), frame_of(MessageType::ExecRequest, off_a + 1, protocol::encode_payload(req)));
-    client_send(b.get(), frame_of(MessageType::ExecRequest, off_b + 7, protocol::encode_payload(req)));
+    client_send(a.get(),
+                frame_of(MessageType::ExecRequest, off_a + 1, protocol::encode_payload(req)));
+    client_send(b.get(),
+                frame_of(MessageType::ExecRequest, off_b + 7, protocol::encode_payload(req)));
     auto got = guest_receive(2);
     ASSERT_EQ(got.size(), 2u);
 
-    guest_send(frame_of(MessageType::ExecStarted, off_b + 7, protocol::encode_payload(protocol::ExecStarted{.pid = 42})));
-    guest_send(frame_of(MessageType::ExecExited, off_a + 1, protocol::encode_payload(protocol::ExecExited{.code = 3})));
+    guest_send(frame_of(MessageType::ExecStarted, off_b + 7,
+                        protocol::encode_payload(protocol::ExecStarted{.pid = 42})));
+    guest_send(frame_of(MessageType::ExecExited, off_a + 1,
+                        protocol::encode_payload(protocol::ExecExited{.code = 3})));
     auto to_b = client_receive(b.get());
     EXPECT_EQ(to_b.type, MessageType::ExecStarted);
     EXPECT_EQ(to_b.id, off_b + 7);
@@ -193,11 +202,14 @@ TEST_F(RelayTest, KillsOpenSessionsOfADisconnectedClientOnly) {
     uint32_t off = handshake(a.get());
     protocol::ExecRequest req;
     req.cmd = "sleep";
-    client_send(a.get(), frame_of(MessageType::ExecRequest, off + 1, protocol::encode_payload(req)));
-    client_send(a.get(), frame_of(MessageType::ExecRequest, off + 2, protocol::encode_payload(req)));
+    client_send(a.get(),
+                frame_of(MessageType::ExecRequest, off + 1, protocol::encode_payload(req)));
+    client_send(a.get(),
+                frame_of(MessageType::ExecRequest, off + 2, protocol::encode_payload(req)));
     ASSERT_EQ(guest_receive(2).size(), 2u);
     // Session 2 finishes; only session 1 is still open when the client goes away.
-    guest_send(frame_of(MessageType::ExecExited, off + 2, protocol::encode_payload(protocol::ExecExited{.code = 0})));
+    guest_send(frame_of(MessageType::ExecExited, off + 2,
+                        protocol::encode_payload(protocol::ExecExited{.code = 0})));
     EXPECT_EQ(client_receive(a.get()).type, MessageType::ExecExited);
     a.reset();
     auto kills = guest_receive(1);
@@ -242,7 +254,8 @@ TEST_F(RelayTest, ClosesOnlyTheClientThatSendsGarbageOrForeignIds) {
     EXPECT_TRUE(closed_by_peer(thief.get()));
     protocol::ExecRequest req;
     req.cmd = "x";
-    client_send(good.get(), frame_of(MessageType::ExecRequest, off_good + 1, protocol::encode_payload(req)));
+    client_send(good.get(),
+                frame_of(MessageType::ExecRequest, off_good + 1, protocol::encode_payload(req)));
     auto got = guest_receive(1);
     ASSERT_EQ(got.size(), 1u);
     EXPECT_EQ(got[0].id, off_good + 1);
@@ -254,7 +267,8 @@ TEST_F(RelayTest, ShutdownFrameIsForwardedAndReported) {
     guest_send(ready_frame());
     auto a = connect_client();
     handshake(a.get());
-    client_send(a.get(), frame_of(MessageType::Shutdown, 0, protocol::encode_payload(protocol::Shutdown{})));
+    client_send(a.get(),
+                frame_of(MessageType::Shutdown, 0, protocol::encode_payload(protocol::Shutdown{})));
     auto got = guest_receive(1);
     ASSERT_EQ(got.size(), 1u);
     EXPECT_EQ(got[0].type, MessageType::Shutdown);

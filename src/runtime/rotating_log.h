@@ -48,7 +48,10 @@ public:
 
 private:
     RotatingLog(std::string path, UniqueFd fd, uint64_t size, uint64_t max_bytes, unsigned keep)
-        : m_path(std::move(path)), m_fd(std::move(fd)), m_size(size), m_max_bytes(max_bytes),
+        : m_path(std::move(path)),
+          m_fd(std::move(fd)),
+          m_size(size),
+          m_max_bytes(max_bytes),
           m_keep(keep) {}
     Status rotate();
 

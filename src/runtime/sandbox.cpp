@@ -81,7 +81,8 @@ std::string file_tail(const std::string& path, size_t max_bytes) {
     if (!fd) return {};
     struct stat st {};
     if (::fstat(fd.get(), &st) < 0) return {};
-    off_t start = st.st_size > static_cast<off_t>(max_bytes) ? st.st_size - static_cast<off_t>(max_bytes) : 0;
+    off_t start =
+        st.st_size > static_cast<off_t>(max_bytes) ? st.st_size - static_cast<off_t>(max_bytes) : 0;
     std::string out(static_cast<size_t>(st.st_size - start), '\0');
     ssize_t n = ::pread(fd.get(), out.data(), out.size(), start);
     out.resize(n > 0 ? static_cast<size_t>(n) : 0);
@@ -102,7 +103,8 @@ Result<vmm::Vm> build_vm(const Config& config, ByteRing& to_guest, ByteRing& fro
     auto sink = TRY(devices::FileOutputSink::open(guest_log));
     auto backend = std::make_shared<AgentConsoleBackend>(to_guest, from_guest);
     auto console = TRY(devices::ConsoleDevice::create(
-        {.output = sink, .ports = {{.name = std::string(protocol::kAgentPortName), .backend = backend}}}));
+        {.output = sink,
+         .ports = {{.name = std::string(protocol::kAgentPortName), .backend = backend}}}));
     auto transport = TRY(virtio::MmioTransport::create(console));
 
     std::vector<loader::InitrdImage> initrds;
@@ -150,11 +152,13 @@ public:
         if (!m_stop_requested.exchange(true)) {
             m_context.trigger.record(trigger);
             if (forward_to_guest) {
-                auto frame = protocol::encode_frame(protocol::make_message(
-                    protocol::MessageType::Shutdown, 0, protocol::encode_payload(protocol::Shutdown{})));
+                auto frame = protocol::encode_frame(
+                    protocol::make_message(protocol::MessageType::Shutdown, 0,
+                                           protocol::encode_payload(protocol::Shutdown{})));
                 if (frame.ok()) m_relay.send_to_guest(std::move(frame).value());
             }
-            m_stop_deadline_ns.store(monotonic_ns() + m_config.shutdown_grace_secs * 1'000'000'000ULL);
+            m_stop_deadline_ns.store(monotonic_ns() +
+                                     m_config.shutdown_grace_secs * 1'000'000'000ULL);
         }
     }
 
@@ -207,7 +211,8 @@ Status run(const Config& config, int original_stderr) {
     TRY(write_startup_info());
     TRY(start_log_capture(config.log_dir, config.forward_output ? original_stderr : -1));
     log::init({.level = config.log_level, .fd = STDERR_FILENO, .name = "sandbox"});
-    log::info("sandbox {} (id {}) starting, pid {}", config.sandbox_name, config.sandbox_id, ::getpid());
+    log::info("sandbox {} (id {}) starting, pid {}", config.sandbox_name, config.sandbox_id,
+              ::getpid());
 
     std::error_code ec;
     std::filesystem::create_directories(config.runtime_dir + "/scripts", ec);
@@ -220,8 +225,8 @@ Status run(const Config& config, int original_stderr) {
     relay_options.ready_timeout = std::chrono::seconds(config.ready_timeout_secs);
     auto relay = TRY(Relay::create(relay_options, *to_guest, *from_guest));
 
-    auto db = TRY(store::Database::open(config.db_path,
-                                        {.busy_timeout = std::chrono::seconds(config.db_connect_timeout_secs)}));
+    auto db = TRY(store::Database::open(
+        config.db_path, {.busy_timeout = std::chrono::seconds(config.db_connect_timeout_secs)}));
     int64_t run_id = TRY(store::insert_run(db, config.sandbox_id, ::getpid()));
 
     // Lives for the rest of the process: enter() never returns.
@@ -239,7 +244,9 @@ Status run(const Config& config, int original_stderr) {
         log::info("sandbox: exiting with code {} ({})", code, store::to_string(outcome.reason));
         if (auto st = store::finalize_run(*db_ptr, run_id, outcome); !st.ok())
             log::error("sandbox: {}", st.error().message());
-        if (auto st = store::update_sandbox_status(*db_ptr, sandbox_id, store::SandboxStatus::Stopped); !st.ok())
+        if (auto st =
+                store::update_sandbox_status(*db_ptr, sandbox_id, store::SandboxStatus::Stopped);
+            !st.ok())
             log::error("sandbox: {}", st.error().message());
         ::unlink(sock.c_str());
     };
@@ -247,8 +254,9 @@ Status run(const Config& config, int original_stderr) {
     auto vm = build_vm(config, *to_guest, *from_guest, observer);
     if (!vm.ok()) {
         Error error = std::move(vm).error().with_context("build VM");
-        (void)store::finalize_run(db, run_id,
-                                  {.reason = store::TerminationReason::InternalError, .detail = error.message()});
+        (void)store::finalize_run(
+            db, run_id,
+            {.reason = store::TerminationReason::InternalError, .detail = error.message()});
         (void)store::update_sandbox_status(db, sandbox_id, store::SandboxStatus::Stopped);
         return error;
     }
@@ -260,7 +268,8 @@ Status run(const Config& config, int original_stderr) {
     relay->on_shutdown = [] { watcher->request_stop(ExitTrigger::None, false); };
     relay->on_ready_timeout = [exit, log_dir = config.log_dir](const std::string& reason) {
         context.trigger.record(ExitTrigger::InternalError);
-        context.set_detail(reason + "; last guest output:\n" + file_tail(log_dir + "/guest.log", 2048));
+        context.set_detail(reason + "; last guest output:\n" +
+                           file_tail(log_dir + "/guest.log", 2048));
         exit.trigger(kReadyTimeoutCode);
     };
     static std::unique_ptr<Relay> relay_keep;

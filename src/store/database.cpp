@@ -28,7 +28,8 @@ Statement::~Statement() {
 }
 
 Statement::Statement(Statement&& other) noexcept
-    : m_statement(std::exchange(other.m_statement, nullptr)), m_db(std::exchange(other.m_db, nullptr)) {}
+    : m_statement(std::exchange(other.m_statement, nullptr)),
+      m_db(std::exchange(other.m_db, nullptr)) {}
 
 Statement& Statement::operator=(Statement&& other) noexcept {
     if (this != &other) {
@@ -133,12 +134,14 @@ Result<Database> Database::open(const std::string& path, const DatabaseOptions& 
     if (!parent.empty()) {
         std::error_code ec;
         std::filesystem::create_directories(parent, ec);
-        if (ec) return Error::from_errno("create database directory " + parent.string(), ec.value());
+        if (ec)
+            return Error::from_errno("create database directory " + parent.string(), ec.value());
     }
 
     sqlite3* raw = nullptr;
-    int rc = sqlite3_open_v2(path.c_str(), &raw,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+    int rc =
+        sqlite3_open_v2(path.c_str(), &raw,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
     Database db(raw, path);  // owns the handle even when open failed
     if (rc != SQLITE_OK) return sqlite_error(raw, "open database " + path, rc);
     sqlite3_extended_result_codes(raw, 1);
@@ -174,7 +177,8 @@ Error Database::error(std::string_view what, int rc) const { return sqlite_error
 
 Result<Statement> Database::prepare(std::string_view sql) {
     sqlite3_stmt* statement = nullptr;
-    int rc = sqlite3_prepare_v2(m_db, sql.data(), static_cast<int>(sql.size()), &statement, nullptr);
+    int rc =
+        sqlite3_prepare_v2(m_db, sql.data(), static_cast<int>(sql.size()), &statement, nullptr);
     if (rc != SQLITE_OK) return error(fmt::format("prepare [{}]", sql), rc);
     return Statement(statement, m_db);
 }

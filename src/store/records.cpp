@@ -22,11 +22,11 @@ std::optional<E> parse_enum(const std::array<std::string_view, N>& names, std::s
 }
 
 constexpr std::array<std::string_view, 5> kSandboxStatusNames = {"Running", "Draining", "Paused",
-                                                                  "Stopped", "Crashed"};
+                                                                 "Stopped", "Crashed"};
 constexpr std::array<std::string_view, 2> kRunStatusNames = {"Running", "Terminated"};
 constexpr std::array<std::string_view, 7> kTerminationReasonNames = {
-    "Completed", "Failed", "MaxDurationExceeded", "IdleTimeout", "DrainRequested", "Signal",
-    "InternalError"};
+    "Completed",      "Failed", "MaxDurationExceeded", "IdleTimeout",
+    "DrainRequested", "Signal", "InternalError"};
 
 constexpr std::string_view kSandboxColumns = "id, name, config, status, created_at, updated_at";
 constexpr std::string_view kRunColumns =
@@ -71,8 +71,8 @@ Result<RunRecord> read_run(const Statement& st) {
     if (auto reason = st.column_optional_text(6)) {
         auto parsed_reason = parse_termination_reason(*reason);
         if (!parsed_reason) {
-            return Error(fmt::format("run #{} has an unknown termination reason '{}'", record.id,
-                                     *reason));
+            return Error(
+                fmt::format("run #{} has an unknown termination reason '{}'", record.id, *reason));
         }
         record.termination_reason = *parsed_reason;
     }
@@ -100,7 +100,8 @@ MetricRecord read_metric(const Statement& st) {
 
 // Runs a prepared query and collects every row through `read`.
 template <typename Read>
-auto collect(Statement& st, Read read) -> Result<std::vector<std::decay_t<decltype(read(st).value())>>> {
+auto collect(Statement& st, Read read)
+    -> Result<std::vector<std::decay_t<decltype(read(st).value())>>> {
     std::vector<std::decay_t<decltype(read(st).value())>> rows;
     while (TRY(st.step()) == Step::Row) rows.push_back(TRY(read(st)));
     return rows;
@@ -108,7 +109,8 @@ auto collect(Statement& st, Read read) -> Result<std::vector<std::decay_t<declty
 
 // Like collect() for queries returning at most one row.
 template <typename Read>
-auto first(Statement& st, Read read) -> Result<std::optional<std::decay_t<decltype(read(st).value())>>> {
+auto first(Statement& st, Read read)
+    -> Result<std::optional<std::decay_t<decltype(read(st).value())>>> {
     using Row = std::decay_t<decltype(read(st).value())>;
     if (TRY(st.step()) == Step::Done) return std::optional<Row>();
     return std::optional<Row>(TRY(read(st)));
@@ -119,7 +121,9 @@ auto first(Statement& st, Read read) -> Result<std::optional<std::decay_t<declty
 std::string_view to_string(SandboxStatus status) {
     return kSandboxStatusNames[static_cast<size_t>(status)];
 }
-std::string_view to_string(RunStatus status) { return kRunStatusNames[static_cast<size_t>(status)]; }
+std::string_view to_string(RunStatus status) {
+    return kRunStatusNames[static_cast<size_t>(status)];
+}
 std::string_view to_string(TerminationReason reason) {
     return kTerminationReasonNames[static_cast<size_t>(reason)];
 }
@@ -137,9 +141,9 @@ std::optional<TerminationReason> parse_termination_reason(std::string_view text)
 
 Result<int64_t> create_sandbox(Database& db, std::string_view name, std::string_view config_json,
                                SandboxStatus status) {
-    Statement st = TRY(db.prepare(
-        "INSERT INTO sandbox (name, config, status, created_at, updated_at) "
-        "VALUES (?1, ?2, ?3, ?4, ?4)"));
+    Statement st =
+        TRY(db.prepare("INSERT INTO sandbox (name, config, status, created_at, updated_at) "
+                       "VALUES (?1, ?2, ?3, ?4, ?4)"));
     TRY(st.bind(1, name));
     TRY(st.bind(2, config_json));
     TRY(st.bind(3, to_string(status)));
@@ -155,13 +159,15 @@ Result<int64_t> create_sandbox(Database& db, std::string_view name, std::string_
 }
 
 Result<std::optional<SandboxRecord>> find_sandbox(Database& db, std::string_view name) {
-    Statement st = TRY(db.prepare(fmt::format("SELECT {} FROM sandbox WHERE name = ?1", kSandboxColumns)));
+    Statement st =
+        TRY(db.prepare(fmt::format("SELECT {} FROM sandbox WHERE name = ?1", kSandboxColumns)));
     TRY(st.bind(1, name));
     return first(st, read_sandbox);
 }
 
 Result<std::optional<SandboxRecord>> find_sandbox_by_id(Database& db, int64_t id) {
-    Statement st = TRY(db.prepare(fmt::format("SELECT {} FROM sandbox WHERE id = ?1", kSandboxColumns)));
+    Statement st =
+        TRY(db.prepare(fmt::format("SELECT {} FROM sandbox WHERE id = ?1", kSandboxColumns)));
     TRY(st.bind(1, id));
     return first(st, read_sandbox);
 }
@@ -253,7 +259,8 @@ Result<int64_t> insert_run(Database& db, int64_t sandbox_id, int64_t pid) {
     TRY(st.bind(3, to_string(RunStatus::Running)));
     TRY(st.bind(4, sql_timestamp_now()));
     auto done = st.run();
-    if (!done) return done.error().with_context(fmt::format("insert run of sandbox #{}", sandbox_id));
+    if (!done)
+        return done.error().with_context(fmt::format("insert run of sandbox #{}", sandbox_id));
     return db.last_insert_rowid();
 }
 
@@ -290,8 +297,8 @@ Result<std::optional<RunRecord>> find_run(Database& db, int64_t run_id) {
 }
 
 Result<std::vector<RunRecord>> list_runs(Database& db, int64_t sandbox_id) {
-    Statement st = TRY(
-        db.prepare(fmt::format("SELECT {} FROM run WHERE sandbox_id = ?1 ORDER BY id", kRunColumns)));
+    Statement st = TRY(db.prepare(
+        fmt::format("SELECT {} FROM run WHERE sandbox_id = ?1 ORDER BY id", kRunColumns)));
     TRY(st.bind(1, sandbox_id));
     return collect(st, read_run);
 }
@@ -303,7 +310,8 @@ Result<std::optional<RunRecord>> latest_run(Database& db, int64_t sandbox_id) {
     return first(st, read_run);
 }
 
-// --- sandbox_metric -------------------------------------------------------------------------------
+// --- sandbox_metric
+// -------------------------------------------------------------------------------
 
 Result<int64_t> insert_metric(Database& db, int64_t sandbox_id, const MetricSample& sample) {
     Statement st = TRY(db.prepare(
@@ -328,9 +336,9 @@ Result<int64_t> insert_metric(Database& db, int64_t sandbox_id, const MetricSamp
 }
 
 Result<std::vector<MetricRecord>> list_metrics(Database& db, int64_t sandbox_id, size_t limit) {
-    Statement st = TRY(db.prepare(fmt::format(
-        "SELECT {} FROM sandbox_metric WHERE sandbox_id = ?1 ORDER BY id DESC LIMIT ?2",
-        kMetricColumns)));
+    Statement st = TRY(db.prepare(
+        fmt::format("SELECT {} FROM sandbox_metric WHERE sandbox_id = ?1 ORDER BY id DESC LIMIT ?2",
+                    kMetricColumns)));
     TRY(st.bind(1, sandbox_id));
     TRY(st.bind(2, static_cast<int64_t>(std::min<size_t>(limit, INT64_MAX))));
     return collect(st, [](const Statement& s) -> Result<MetricRecord> { return read_metric(s); });

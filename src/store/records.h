@@ -133,7 +133,8 @@ Result<std::vector<RunRecord>> list_runs(Database& db, int64_t sandbox_id);
 // The most recently inserted run, if any.
 Result<std::optional<RunRecord>> latest_run(Database& db, int64_t sandbox_id);
 
-// --- sandbox_metric -------------------------------------------------------------------------------
+// --- sandbox_metric
+// -------------------------------------------------------------------------------
 
 Result<int64_t> insert_metric(Database& db, int64_t sandbox_id, const MetricSample& sample);
 // The newest `limit` samples, newest first.

@@ -55,7 +55,8 @@ TEST_F(StoreTest, OpenCreatesTheParentDirectoryAndAppliesTheSchema) {
 }
 
 TEST_F(StoreTest, ConnectionUsesWalForeignKeysAndTheBusyTimeout) {
-    auto db = Database::open(m_path, DatabaseOptions{.busy_timeout = std::chrono::milliseconds(1234)});
+    auto db =
+        Database::open(m_path, DatabaseOptions{.busy_timeout = std::chrono::milliseconds(1234)});
     ASSERT_TRUE(db.ok());
     auto pragma = [&](const char* sql) {
         auto st = db->prepare(sql);
@@ -313,8 +314,10 @@ TEST_F(StoreTest, ConcurrentWritersInThreadsLoseNoRows) {
                 }
                 for (int i = 0; i < kRowsEach; ++i) {
                     auto run = insert_run(db.value(), sandbox, t * 1000 + i);
-                    auto metric = insert_metric(db.value(), sandbox, MetricSample{.cpu_percent = 1.0});
-                    auto name = create_sandbox(db.value(), "t" + std::to_string(t) + "-" + std::to_string(i), "{}");
+                    auto metric =
+                        insert_metric(db.value(), sandbox, MetricSample{.cpu_percent = 1.0});
+                    auto name = create_sandbox(
+                        db.value(), "t" + std::to_string(t) + "-" + std::to_string(i), "{}");
                     if (!run.ok()) failures[t] = run.error().message();
                     if (!metric.ok()) failures[t] = metric.error().message();
                     if (!name.ok()) failures[t] = name.error().message();

@@ -27,7 +27,15 @@ done
 cache=${MSB_CACHE:-$HOME/.cache/msb}/nested-kvm
 mkdir -p "$cache"
 if ! ls "$cache"/x/boot/vmlinuz-* >/dev/null 2>&1; then
-    pkg=$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image/{print $2; exit}')
+    cloud_kernel_package() {
+        apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image/{print $2; exit}'
+    }
+    pkg=$(cloud_kernel_package)
+    if [ -z "$pkg" ]; then  # a fresh machine may have no package lists yet
+        apt-get update -qq >/dev/null 2>&1 || true
+        pkg=$(cloud_kernel_package)
+    fi
+    [ -n "$pkg" ] || { echo "nested-kvm: cannot find Debian's cloud kernel package" >&2; exit 98; }
     (cd "$cache" && apt-get download "$pkg" >/dev/null 2>&1 && dpkg-deb -x ./*.deb x && rm -f ./*.deb)
 fi
 kernel=$(ls "$cache"/x/boot/vmlinuz-* | head -n1)
