@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
-# Runs the VMM's kvm- and guest-labelled test binaries inside tests/vmm/nested-kvm.sh, for
+# Runs the tests that need /dev/kvm (VMM tiny guests and kernel boots, the sandbox process end
+# to end, the CLI and SDK example against live sandboxes) inside tests/vmm/nested-kvm.sh, for
 # hosts without /dev/kvm. Usage: tests/vmm/run-nested-tests.sh [BUILD_DIR] [GTEST_FILTER]
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 build=$(realpath "${1:-$here/../../build}")
 filter=${2:-*}
 kernel=${MSB_TEST_KERNEL:-$("$build/msb" kernel-path)}
-files=(--file "$build/msb" --file "$kernel" --file "$build/tests/vmm/vmm_tiny_guest_test"
-       --file "$build/tests/vmm/vmm_boot_test" --file "$build/guest/initramfs.cpio"
-       --file "$build/tests/runtime/sandbox_process_test")
+cache=${MSB_CACHE:-$HOME/.cache/msb}
+tests=(tests/vmm/vmm_tiny_guest_test tests/vmm/vmm_boot_test tests/runtime/sandbox_process_test
+       tests/cli/cli_test tests/sdk/sdk_example_test)
+files=(--file "$build/msb" --file "$kernel" --file "$build/guest/initramfs.cpio"
+       --file "$build/examples/hello_sandbox")
+for t in "${tests[@]}"; do files+=(--file "$build/$t"); done
 for bin in "$build"/tests/guests/*.bin; do files+=(--file "$bin"); done
-exec "$here/nested-kvm.sh" --mem 6144 "${files[@]}" -- sh -c \
-    "export MSB_TEST_KERNEL=$kernel; $build/tests/vmm/vmm_tiny_guest_test --gtest_filter='$filter' && $build/tests/vmm/vmm_boot_test --gtest_filter='$filter' && $build/tests/runtime/sandbox_process_test --gtest_filter='$filter'"
+script="export HOME=/root MSB_CACHE=$cache MSB_TEST_KERNEL=$kernel MSB_TEST_READY_TIMEOUT=180s; status=0"
+for t in "${tests[@]}"; do script+="; $build/$t --gtest_filter='$filter' || status=1"; done
+script+="; exit \$status"
+exec "$here/nested-kvm.sh" --mem 6144 "${files[@]}" -- sh -c "$script"
