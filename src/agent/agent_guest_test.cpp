@@ -132,7 +132,7 @@ public:
             m_fd.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
             sockaddr_un addr{};
             addr.sun_family = AF_UNIX;
-            std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
+            (void)std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
             if (::connect(m_fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0)
                 return true;
             ::usleep(20'000);

@@ -214,7 +214,7 @@ Status apply_mounts(const GuestConfig& config, const std::string& sys_root) {
     for (const auto& t : config.tmpfs) {
         std::string data = "mode=" + [&] {
             char buf[16];
-            std::snprintf(buf, sizeof buf, "%o", t.mode.value_or(01777));
+            (void)std::snprintf(buf, sizeof buf, "%o", t.mode.value_or(01777));
             return std::string(buf);
         }();
         if (t.size_mib) data += ",size=" + std::to_string(*t.size_mib) + "m";
@@ -334,8 +334,9 @@ Status apply_network(const GuestConfig& config) {
         ifreq ifr = request();
         ifr.ifr_hwaddr.sa_family = 1;  // ARPHRD_ETHER
         unsigned bytes[6];
-        std::sscanf(config.net->mac->c_str(), "%x:%x:%x:%x:%x:%x", &bytes[0], &bytes[1], &bytes[2],
-                    &bytes[3], &bytes[4], &bytes[5]);
+        if (std::sscanf(config.net->mac->c_str(), "%x:%x:%x:%x:%x:%x", &bytes[0], &bytes[1],
+                        &bytes[2], &bytes[3], &bytes[4], &bytes[5]) != 6)
+            return Error("MSB_NET: malformed mac '" + *config.net->mac + "'", EINVAL);
         for (int i = 0; i < 6; ++i) ifr.ifr_hwaddr.sa_data[i] = static_cast<char>(bytes[i]);
         if (::ioctl(fd, SIOCSIFHWADDR, &ifr) < 0)
             return Error::from_errno("MSB_NET: set mac of " + iface);

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <exception>
 #include <string>
 
 #include "agent/agent_service.h"
@@ -28,8 +29,9 @@ namespace {
 constexpr auto kPortWait = std::chrono::seconds(10);
 
 [[noreturn]] void fail(int code, const std::string& message) {
-    std::fprintf(stderr, "msb-agent: boot failed: %s (exit status %d)\n", message.c_str(), code);
-    std::fflush(stderr);
+    (void)std::fprintf(stderr, "msb-agent: boot failed: %s (exit status %d)\n", message.c_str(),
+                       code);
+    (void)std::fflush(stderr);
     power_off(code);
 }
 
@@ -51,19 +53,17 @@ std::vector<std::string> process_env(const std::vector<std::string>& boot_env) {
     return env;
 }
 
-}  // namespace
-
-int main() {
+int run_agent() {
     const uint64_t start_ns = boottime_ns();
     // Init mounts, switches roots and unmounts everything at power-off: never on a host.
     if (::getpid() != 1) {
-        std::fprintf(stderr,
-                     "msb-agent: must run as the guest's PID 1 (it is the guest's /init)\n");
+        (void)std::fprintf(stderr,
+                           "msb-agent: must run as the guest's PID 1 (it is the guest's /init)\n");
         return 2;
     }
     log::init({.level = log::Level::Info, .fd = 2, .name = "agent"});
     // PID 1 gets no default signal actions; writes to a vanished peer must not kill it.
-    ::signal(SIGPIPE, SIG_IGN);
+    (void)::signal(SIGPIPE, SIG_IGN);
 
     check(mount_early_filesystems(), kExitMount);
     BootConfig boot = check(BootConfig::load(), kExitBootConfig);
@@ -101,7 +101,7 @@ int main() {
         options.user = default_user;
         auto spawned = check(spawn(options), kExitSetup);
         if (spawned.failure) {
-            std::fprintf(stderr, "%s\n", spawned.failure->message.c_str());
+            (void)std::fprintf(stderr, "%s\n", spawned.failure->message.c_str());
             power_off(spawned.failure->exit_code);
         }
         main_pid = spawned.pid;
@@ -158,4 +158,18 @@ int main() {
               format_duration_ns(init_ns));
     Status ran = loop.run();
     fail(kExitInternal, ran.ok() ? "event loop stopped" : ran.error().message());
+}
+
+}  // namespace
+
+int main() {
+    // Nothing in the agent throws on purpose; a library that does (allocation failure, JSON)
+    // must still end the VM with a status instead of an abort with no explanation.
+    try {
+        return run_agent();
+    } catch (const std::exception& e) {
+        fail(kExitInternal, std::string("unexpected exception: ") + e.what());
+    } catch (...) {
+        fail(kExitInternal, "unexpected exception");
+    }
 }

@@ -83,12 +83,12 @@ TEST(Spawn, DirectoryIsNotExecutable) {
 }
 
 TEST(Spawn, IgnoredSigpipeIsNotInherited) {
-    ::signal(SIGPIPE, SIG_IGN);
+    (void)::signal(SIGPIPE, SIG_IGN);
     SpawnOptions options;
     options.program = "/bin/sh";
     options.argv = {"sh", "-c", "grep SigIgn /proc/self/status"};
     auto [out, code] = run_captured(options);
-    ::signal(SIGPIPE, SIG_DFL);
+    (void)::signal(SIGPIPE, SIG_DFL);
     EXPECT_EQ(code, 0);
     // SIGPIPE is signal 13: bit 12 of the mask (0x1000).
     EXPECT_EQ(out.find("1000\n"), std::string::npos) << out;

@@ -21,7 +21,8 @@ Error Error::with_context(std::string_view context) const {
 
 namespace detail {
 void must_failed(const char* expr, const Error& error, const char* file, int line) {
-    std::fprintf(stderr, "%s:%d: MUST(%s) failed: %s\n", file, line, expr, error.message().c_str());
+    (void)std::fprintf(stderr, "%s:%d: MUST(%s) failed: %s\n", file, line, expr,
+                       error.message().c_str());
     std::abort();
 }
 }  // namespace detail

@@ -54,8 +54,8 @@ std::string format_rfc3339(int64_t unix_seconds) {
     tm utc{};
     ::gmtime_r(&t, &utc);
     char buf[64];
-    std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02dZ", utc.tm_year + 1900,
-                  utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec);
+    (void)std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02dZ", utc.tm_year + 1900,
+                        utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec);
     return buf;
 }
 
@@ -106,11 +106,11 @@ std::string sql_timestamp_now() {
 std::string format_duration_ns(uint64_t ns) {
     char buf[32];
     if (ns >= 1'000'000'000ULL)
-        std::snprintf(buf, sizeof buf, "%.3fs", static_cast<double>(ns) / 1e9);
+        (void)std::snprintf(buf, sizeof buf, "%.3fs", static_cast<double>(ns) / 1e9);
     else if (ns >= 1'000'000ULL)
-        std::snprintf(buf, sizeof buf, "%.1fms", static_cast<double>(ns) / 1e6);
+        (void)std::snprintf(buf, sizeof buf, "%.1fms", static_cast<double>(ns) / 1e6);
     else
-        std::snprintf(buf, sizeof buf, "%.1fus", static_cast<double>(ns) / 1e3);
+        (void)std::snprintf(buf, sizeof buf, "%.1fus", static_cast<double>(ns) / 1e3);
     return buf;
 }
 

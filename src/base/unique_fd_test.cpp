@@ -47,7 +47,7 @@ TEST(UniqueFd, WriteAllWritesEverything) {
 TEST(UniqueFd, WriteAllReportsBrokenPipe) {
     auto pipe = MUST(Pipe::create());
     pipe.read.reset();
-    signal(SIGPIPE, SIG_IGN);
+    (void)signal(SIGPIPE, SIG_IGN);
     auto st = write_all(pipe.write.get(), "x", 1);
     ASSERT_FALSE(st.ok());
     EXPECT_EQ(st.error().code(), EPIPE);
