@@ -8,15 +8,15 @@
 
 #include "msb/sandbox.h"
 
-int main() {
+int main() {  // NOLINT(bugprone-exception-escape): the SDK reports errors as values
     auto sandbox = msb::Sandbox::builder("").cpus(1).memory_mib(256).create();
     if (!sandbox.ok()) {
-        std::fprintf(stderr, "hello_sandbox: %s\n", sandbox.error().message().c_str());
+        (void)std::fprintf(stderr, "hello_sandbox: %s\n", sandbox.error().message().c_str());
         return 2;
     }
     auto out = sandbox->exec("uname", {"-a"});
     if (!out.ok()) {
-        std::fprintf(stderr, "hello_sandbox: exec: %s\n", out.error().message().c_str());
+        (void)std::fprintf(stderr, "hello_sandbox: exec: %s\n", out.error().message().c_str());
         return 1;
     }
     std::printf("guest: %s", out->stdout_data.c_str());

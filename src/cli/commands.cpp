@@ -25,8 +25,8 @@ using namespace std::chrono_literals;
 [[noreturn]] void fail(const std::string& message, int code = 1) {
     std::string line = "msb: " + message;
     if (auto nl = line.find('\n'); nl != std::string::npos) line.resize(nl);
-    std::fprintf(stderr, "%s\n", line.c_str());
-    std::fflush(stdout);
+    (void)std::fprintf(stderr, "%s\n", line.c_str());
+    (void)std::fflush(stdout);
     std::exit(code);
 }
 
@@ -41,7 +41,8 @@ void check(Status s) {
 
 // Options shared by run and create.
 struct SandboxOptions {
-    std::string name, rootfs, disk, memory, idle_timeout, max_duration, kernel, workdir, user, hostname;
+    std::string name, rootfs, disk, memory, idle_timeout, max_duration, kernel, workdir, user,
+        hostname;
     uint32_t cpus = 1;
     std::vector<std::string> volumes, tmpfs, env;
     bool replace = false;
@@ -59,7 +60,8 @@ void add_sandbox_options(CLI::App* cmd, SandboxOptions& o) {
     cmd->add_option("-w,--workdir", o.workdir, "Working directory in the guest");
     cmd->add_option("-u,--user", o.user, "User in the guest (user[:group] or uid[:gid])");
     cmd->add_option("-H,--hostname", o.hostname, "Guest hostname");
-    cmd->add_option("--idle-timeout", o.idle_timeout, "Stop after this much inactivity (30s, 5m, 1h)");
+    cmd->add_option("--idle-timeout", o.idle_timeout,
+                    "Stop after this much inactivity (30s, 5m, 1h)");
     cmd->add_option("--max-duration", o.max_duration, "Stop after this long (30s, 5m, 1h)");
     cmd->add_option("--kernel", o.kernel, "Guest kernel (default: the cached build)");
     cmd->add_flag("--replace", o.replace, "Replace a stopped sandbox of the same name");
@@ -123,7 +125,8 @@ int attach(Sandbox& sandbox, const std::vector<std::string>& command, ExecOption
             options.cols = ws.ws_col;
         }
     }
-    auto handle = check(sandbox.exec_stream(command[0], {command.begin() + 1, command.end()}, options));
+    auto handle =
+        check(sandbox.exec_stream(command[0], {command.begin() + 1, command.end()}, options));
     std::unique_ptr<RawTerminal> raw;
     if (options.tty) raw = std::make_unique<RawTerminal>();
     std::atomic<bool> done{false};
@@ -144,12 +147,13 @@ int attach(Sandbox& sandbox, const std::vector<std::string>& command, ExecOption
     int code = 1;
     auto deadline = options.timeout.count() ? Deadline::after(options.timeout) : Deadline::never();
     while (true) {
-        auto e = handle.next_event(options.timeout.count() ? std::max(deadline.remaining(), 1ms) : 0ms);
+        auto e =
+            handle.next_event(options.timeout.count() ? std::max(deadline.remaining(), 1ms) : 0ms);
         if (!e.ok()) {
             if (e.error().code() == ETIMEDOUT) {
                 (void)handle.signal(SIGKILL);
                 options.timeout = 0ms;
-                std::fprintf(stderr, "msb: command timed out; killed\n");
+                (void)std::fprintf(stderr, "msb: command timed out; killed\n");
                 continue;
             }
             done = true;
@@ -157,8 +161,10 @@ int attach(Sandbox& sandbox, const std::vector<std::string>& command, ExecOption
             raw.reset();
             fail(e.error().message());
         }
-        if (e->kind == ExecEventKind::Stdout) (void)write_all(STDOUT_FILENO, e->data.data(), e->data.size());
-        if (e->kind == ExecEventKind::Stderr) (void)write_all(STDERR_FILENO, e->data.data(), e->data.size());
+        if (e->kind == ExecEventKind::Stdout)
+            (void)write_all(STDOUT_FILENO, e->data.data(), e->data.size());
+        if (e->kind == ExecEventKind::Stderr)
+            (void)write_all(STDERR_FILENO, e->data.data(), e->data.size());
         if (e->kind == ExecEventKind::Exited) {
             code = e->exit_code;
             break;
@@ -171,7 +177,8 @@ int attach(Sandbox& sandbox, const std::vector<std::string>& command, ExecOption
 
 std::string describe(const SandboxInfo& i) {
     std::string s = i.status;
-    if (i.latest_run && i.latest_run->reason && i.status != "Running") s += " (" + *i.latest_run->reason + ")";
+    if (i.latest_run && i.latest_run->reason && i.status != "Running")
+        s += " (" + *i.latest_run->reason + ")";
     return s;
 }
 
@@ -188,13 +195,15 @@ nlohmann::json info_json(const SandboxInfo& i) {
     j["agent_sock"] = i.agent_sock;
     if (i.latest_run) {
         const auto& r = *i.latest_run;
-        j["latest_run"] = {{"id", r.id}, {"status", r.status},
-                           {"pid", r.pid ? nlohmann::json(*r.pid) : nlohmann::json(nullptr)},
-                           {"exit_code", r.exit_code ? nlohmann::json(*r.exit_code) : nlohmann::json(nullptr)},
-                           {"termination_reason", r.reason ? nlohmann::json(*r.reason) : nlohmann::json(nullptr)},
-                           {"termination_detail", r.detail ? nlohmann::json(*r.detail) : nlohmann::json(nullptr)},
-                           {"started_at", r.started_at.value_or("")},
-                           {"terminated_at", r.terminated_at.value_or("")}};
+        j["latest_run"] = {
+            {"id", r.id},
+            {"status", r.status},
+            {"pid", r.pid ? nlohmann::json(*r.pid) : nlohmann::json(nullptr)},
+            {"exit_code", r.exit_code ? nlohmann::json(*r.exit_code) : nlohmann::json(nullptr)},
+            {"termination_reason", r.reason ? nlohmann::json(*r.reason) : nlohmann::json(nullptr)},
+            {"termination_detail", r.detail ? nlohmann::json(*r.detail) : nlohmann::json(nullptr)},
+            {"started_at", r.started_at.value_or("")},
+            {"terminated_at", r.terminated_at.value_or("")}};
     }
     return j;
 }
@@ -245,9 +254,11 @@ void add_user_commands(CLI::App& app) {
         auto detach = std::make_shared<bool>(false);
         auto tty = std::make_shared<bool>(false);
         auto command = std::make_shared<std::vector<std::string>>();
-        auto* cmd = app.add_subcommand("run", "Create a sandbox, run a command in it, then stop it");
-        cmd->footer("Examples:\n  msb run -- echo hello\n  msb run -m 1G -c 2 -- uname -a\n"
-                    "  msb run --name dev -v $PWD:/src -w /src -- make\n  msb run -d --name web");
+        auto* cmd =
+            app.add_subcommand("run", "Create a sandbox, run a command in it, then stop it");
+        cmd->footer(
+            "Examples:\n  msb run -- echo hello\n  msb run -m 1G -c 2 -- uname -a\n"
+            "  msb run --name dev -v $PWD:/src -w /src -- make\n  msb run -d --name web");
         add_sandbox_options(cmd, *o);
         cmd->add_flag("-d,--detach", *detach, "Leave the sandbox running and print its name");
         cmd->add_flag("-t,--tty", *tty, "Allocate a PTY (default when stdin is a terminal)");
@@ -258,8 +269,9 @@ void add_user_commands(CLI::App& app) {
             if (*detach) {
                 auto sandbox = check(builder.create_detached());
                 if (!command->empty()) {
-                    auto out = check(sandbox.exec((*command)[0], {command->begin() + 1, command->end()}));
-                    std::fwrite(out.stdout_data.data(), 1, out.stdout_data.size(), stdout);
+                    auto out =
+                        check(sandbox.exec((*command)[0], {command->begin() + 1, command->end()}));
+                    (void)std::fwrite(out.stdout_data.data(), 1, out.stdout_data.size(), stdout);
                 }
                 std::printf("%s\n", sandbox.name().c_str());
                 std::exit(0);
@@ -272,7 +284,7 @@ void add_user_commands(CLI::App& app) {
             int code = attach(sandbox, cmdline, options);
             (void)sandbox.stop(10s);
             if (!named) (void)Sandbox::remove(sandbox.name());
-            std::fflush(stdout);
+            (void)std::fflush(stdout);
             std::exit(code);
         });
     }
@@ -280,7 +292,8 @@ void add_user_commands(CLI::App& app) {
     {
         auto o = std::make_shared<SandboxOptions>();
         auto* cmd = app.add_subcommand("create", "Create and start a sandbox in the background");
-        cmd->footer("Examples:\n  msb create --name web -m 1G\n  msb create --name dev -v $PWD:/src:ro");
+        cmd->footer(
+            "Examples:\n  msb create --name web -m 1G\n  msb create --name dev -v $PWD:/src:ro");
         add_sandbox_options(cmd, *o);
         cmd->callback([=] {
             auto sandbox = check(builder_from(*o, *log_level).create_detached());
@@ -313,7 +326,7 @@ void add_user_commands(CLI::App& app) {
             for (const auto& n : *names) {
                 auto st = stop_one(n, *force, *timeout);
                 if (!st.ok()) {
-                    std::fprintf(stderr, "msb: %s\n", st.error().message().c_str());
+                    (void)std::fprintf(stderr, "msb: %s\n", st.error().message().c_str());
                     rc = 1;
                 } else {
                     std::printf("%s\n", n.c_str());
@@ -338,7 +351,7 @@ void add_user_commands(CLI::App& app) {
                 if (*force) st = stop_one(n, true, 0);
                 if (st.ok()) st = Sandbox::remove(n);
                 if (!st.ok()) {
-                    std::fprintf(stderr, "msb: %s\n", st.error().message().c_str());
+                    (void)std::fprintf(stderr, "msb: %s\n", st.error().message().c_str());
                     rc = 1;
                 } else {
                     std::printf("%s\n", n.c_str());
@@ -352,11 +365,14 @@ void add_user_commands(CLI::App& app) {
         auto running = std::make_shared<bool>(std::string(name) == "ps");
         auto format = std::make_shared<std::string>("table");
         auto quiet = std::make_shared<bool>(false);
-        auto* cmd = app.add_subcommand(name, std::string(name) == "ls" ? "List sandboxes" : "List running sandboxes");
+        auto* cmd = app.add_subcommand(
+            name, std::string(name) == "ls" ? "List sandboxes" : "List running sandboxes");
         if (std::string(name) == "ls") cmd->alias("list");
         cmd->footer("Examples:\n  msb ls\n  msb ls --running\n  msb ls --format json");
-        if (std::string(name) == "ls") cmd->add_flag("--running", *running, "Only running sandboxes");
-        cmd->add_option("--format", *format, "table or json")->check(CLI::IsMember({"table", "json"}));
+        if (std::string(name) == "ls")
+            cmd->add_flag("--running", *running, "Only running sandboxes");
+        cmd->add_option("--format", *format, "table or json")
+            ->check(CLI::IsMember({"table", "json"}));
         cmd->add_flag("-q,--quiet", *quiet, "Names only");
         cmd->callback([=] {
             auto list = check(Sandbox::list());
@@ -365,11 +381,14 @@ void add_user_commands(CLI::App& app) {
                 std::printf("%-24s %-22s %-8s %s\n", "NAME", "STATUS", "PID", "CREATED");
             for (const auto& i : list) {
                 if (*running && !i.pid) continue;
-                if (*quiet) std::printf("%s\n", i.name.c_str());
-                else if (*format == "json") j.push_back(info_json(i));
+                if (*quiet)
+                    std::printf("%s\n", i.name.c_str());
+                else if (*format == "json")
+                    j.push_back(info_json(i));
                 else
                     std::printf("%-24s %-22s %-8s %s\n", i.name.c_str(), describe(i).c_str(),
-                                i.pid ? std::to_string(*i.pid).c_str() : "-", i.created_at.value_or("").c_str());
+                                i.pid ? std::to_string(*i.pid).c_str() : "-",
+                                i.created_at.value_or("").c_str());
             }
             if (!*quiet && *format == "json") std::printf("%s\n", j.dump(2).c_str());
         });
@@ -384,7 +403,9 @@ void add_user_commands(CLI::App& app) {
         auto timeout = std::make_shared<std::string>();
         auto command = std::make_shared<std::vector<std::string>>();
         auto* cmd = app.add_subcommand("exec", "Run a command in a running sandbox");
-        cmd->footer("Examples:\n  msb exec web -- ls /\n  msb exec -t web -- sh\n  msb exec -e A=1 -w /tmp web -- env");
+        cmd->footer(
+            "Examples:\n  msb exec web -- ls /\n  msb exec -t web -- sh\n  msb exec -e A=1 -w /tmp "
+            "web -- env");
         cmd->add_option("name", *name, "Sandbox name")->required();
         cmd->add_option("command", *command, "Command and arguments (after --)")->required();
         cmd->add_flag("-t,--tty", *tty, "Allocate a PTY");
@@ -401,7 +422,7 @@ void add_user_commands(CLI::App& app) {
             if (!timeout->empty()) options.timeout = check(sdk::parse_duration_ms(*timeout));
             auto sandbox = check(Sandbox::get(*name));
             int code = attach(sandbox, *command, options);
-            std::fflush(stdout);
+            (void)std::fflush(stdout);
             std::exit(code);
         });
     }
@@ -412,30 +433,33 @@ void add_user_commands(CLI::App& app) {
         auto follow = std::make_shared<bool>(false);
         auto tail = std::make_shared<size_t>(0);
         auto* cmd = app.add_subcommand("logs", "Show a sandbox's guest console or host log");
-        cmd->footer("Examples:\n  msb logs web\n  msb logs web --source host --tail 50\n  msb logs -f web");
+        cmd->footer(
+            "Examples:\n  msb logs web\n  msb logs web --source host --tail 50\n  msb logs -f web");
         cmd->add_option("name", *name, "Sandbox name")->required();
-        cmd->add_option("--source", *source, "guest or host")->check(CLI::IsMember({"guest", "host"}));
+        cmd->add_option("--source", *source, "guest or host")
+            ->check(CLI::IsMember({"guest", "host"}));
         cmd->add_flag("-f,--follow", *follow, "Keep printing new output");
         cmd->add_option("--tail", *tail, "Only the last N lines");
         cmd->callback([=] {
             auto info = check(Sandbox::inspect(*name));
             std::string path = info.dir + "/logs/" + *source + ".log";
             if (*tail) {
-                for (const auto& l : sdk::tail_rotated_log(path, *tail)) std::printf("%s\n", l.c_str());
+                for (const auto& l : sdk::tail_rotated_log(path, *tail))
+                    std::printf("%s\n", l.c_str());
             } else {
                 auto all = sdk::read_rotated_log(path);
-                std::fwrite(all.data(), 1, all.size(), stdout);
+                (void)std::fwrite(all.data(), 1, all.size(), stdout);
             }
-            std::fflush(stdout);
+            (void)std::fflush(stdout);
             if (!*follow) return;
             FILE* f = std::fopen(path.c_str(), "rb");
-            if (f) std::fseek(f, 0, SEEK_END);
+            if (f) (void)std::fseek(f, 0, SEEK_END);
             while (true) {
                 char buf[4096];
                 size_t n = f ? std::fread(buf, 1, sizeof buf, f) : 0;
                 if (n > 0) {
-                    std::fwrite(buf, 1, n, stdout);
-                    std::fflush(stdout);
+                    (void)std::fwrite(buf, 1, n, stdout);
+                    (void)std::fflush(stdout);
                     continue;
                 }
                 if (f) std::clearerr(f);
@@ -443,7 +467,7 @@ void add_user_commands(CLI::App& app) {
                 if (!now.ok() || !now->pid) break;
                 std::this_thread::sleep_for(200ms);
             }
-            if (f) std::fclose(f);
+            if (f) (void)std::fclose(f);
         });
     }
     // metrics
@@ -458,11 +482,13 @@ void add_user_commands(CLI::App& app) {
             auto sandbox = check(Sandbox::get(*name));
             do {
                 auto m = check(sandbox.metrics());
-                std::printf("cpu %.1f%%  memory %lld bytes  disk read %lld  disk write %lld  at %s\n",
-                            m.cpu_percent.value_or(0), static_cast<long long>(m.memory_bytes.value_or(0)),
-                            static_cast<long long>(m.disk_read_bytes.value_or(0)),
-                            static_cast<long long>(m.disk_write_bytes.value_or(0)), m.sampled_at.value_or("-").c_str());
-                std::fflush(stdout);
+                std::printf(
+                    "cpu %.1f%%  memory %lld bytes  disk read %lld  disk write %lld  at %s\n",
+                    m.cpu_percent.value_or(0), static_cast<long long>(m.memory_bytes.value_or(0)),
+                    static_cast<long long>(m.disk_read_bytes.value_or(0)),
+                    static_cast<long long>(m.disk_write_bytes.value_or(0)),
+                    m.sampled_at.value_or("-").c_str());
+                (void)std::fflush(stdout);
                 if (*watch) std::this_thread::sleep_for(1s);
             } while (*watch);
         });
@@ -471,7 +497,8 @@ void add_user_commands(CLI::App& app) {
     {
         auto name = std::make_shared<std::string>();
         auto format = std::make_shared<std::string>("json");
-        auto* cmd = app.add_subcommand("inspect", "Show a sandbox's config, status, runs and paths");
+        auto* cmd =
+            app.add_subcommand("inspect", "Show a sandbox's config, status, runs and paths");
         cmd->footer("Example:\n  msb inspect web");
         cmd->add_option("name", *name, "Sandbox name")->required();
         cmd->add_option("--format", *format, "json")->check(CLI::IsMember({"json"}));
@@ -497,7 +524,8 @@ void add_user_commands(CLI::App& app) {
                 auto sandbox = check(Sandbox::get(sname));
                 std::error_code ec;
                 if (std::filesystem::is_directory(dpath, ec))
-                    dpath = (std::filesystem::path(dpath) / std::filesystem::path(spath).filename()).string();
+                    dpath = (std::filesystem::path(dpath) / std::filesystem::path(spath).filename())
+                                .string();
                 check(sandbox.fs().copy_to_host(spath, dpath));
             } else {
                 auto sandbox = check(Sandbox::get(dname));
@@ -511,7 +539,7 @@ void add_user_commands(CLI::App& app) {
         auto* cmd = app.add_subcommand("completion", "Print a shell completion script");
         cmd->footer("Example:\n  source <(msb completion bash)");
         cmd->add_option("shell", *shell, "bash")->required()->check(CLI::IsMember({"bash"}));
-        cmd->callback([] { std::fputs(kCompletion, stdout); });
+        cmd->callback([] { (void)std::fputs(kCompletion, stdout); });
     }
 }
 

@@ -221,7 +221,8 @@ Status read(const Json& j, FsResponse& out) {
 
 std::string_view fs_op_kind_name(FsOpKind kind) {
     auto index = static_cast<size_t>(kind);
-    return index < kFsOpNames.size() ? kFsOpNames[index] : "Unknown";
+    if (index >= kFsOpNames.size()) return "Unknown";
+    return kFsOpNames[index];
 }
 
 // --- encoders

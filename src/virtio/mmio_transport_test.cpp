@@ -39,6 +39,8 @@ public:
     Status activate(DeviceContext context) override {
         queues = std::move(context.queues);
         features = context.features;
+        // `memory` is a reference member: this is the address of the VM's GuestMemory.
+        // cppcheck-suppress danglingLifetime
         memory = &context.memory;
         ++activations;
         return {};

@@ -111,7 +111,7 @@ TEST(MpTable, HasValidChecksumsAndOneProcessorPerVcpu) {
         EXPECT_EQ(mp_checksum(table.data() + 16, header.length), 0);
         EXPECT_EQ(header.entry_count, vcpus + 1 + 1 + kIoApicPins + 2);
         for (uint32_t i = 0; i < vcpus; ++i) {
-            MpProcessorEntry cpu;
+            MpProcessorEntry cpu{};
             std::memcpy(&cpu, table.data() + 16 + 44 + size_t{i} * 20, sizeof cpu);
             EXPECT_EQ(cpu.type, 0);
             EXPECT_EQ(cpu.apic_id, i);
