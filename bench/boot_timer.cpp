@@ -30,7 +30,7 @@ static double now_ms() {
 
 int main(int argc, char** argv) {
     if (argc < 5 || std::strcmp(argv[3], "--") != 0) {
-        std::fprintf(stderr, "usage: %s MARKER TIMEOUT_S -- COMMAND [ARGS...]\n", argv[0]);
+        (void)std::fprintf(stderr, "usage: %s MARKER TIMEOUT_S -- COMMAND [ARGS...]\n", argv[0]);
         return 2;
     }
     std::string marker = argv[1];
@@ -93,7 +93,7 @@ int main(int argc, char** argv) {
                 first_run_ms, exit_ms,
                 WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
     if (marker_ms < 0)
-        std::fprintf(stderr, "boot_timer: no marker; output:\n%s\n%s\n", out_text.c_str(),
-                     err_text.c_str());
+        (void)std::fprintf(stderr, "boot_timer: no marker; output:\n%s\n%s\n", out_text.c_str(),
+                           err_text.c_str());
     return 0;
 }

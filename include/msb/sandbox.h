@@ -80,8 +80,8 @@ struct ExecOptions {
     bool tty = false;
     uint16_t rows = 24;
     uint16_t cols = 80;
-    std::optional<std::string> stdin_data;     // written then closed (exec only)
-    std::chrono::milliseconds timeout{0};      // 0: none; on expiry the command gets SIGKILL
+    std::optional<std::string> stdin_data;  // written then closed (exec only)
+    std::chrono::milliseconds timeout{0};   // 0: none; on expiry the command gets SIGKILL
 };
 
 struct ExecOutput {
@@ -93,9 +93,9 @@ struct ExecOutput {
 enum class ExecEventKind { Started, Stdout, Stderr, Exited };
 struct ExecEvent {
     ExecEventKind kind = ExecEventKind::Started;
-    std::string data;       // Stdout/Stderr
-    uint32_t pid = 0;       // Started
-    int exit_code = 0;      // Exited
+    std::string data;   // Stdout/Stderr
+    uint32_t pid = 0;   // Started
+    int exit_code = 0;  // Exited
 };
 
 // A running command. Events arrive in order; after Exited, next_event() reports an error.
@@ -192,10 +192,20 @@ class SandboxBuilder {
 public:
     explicit SandboxBuilder(std::string name) { m_config.name = std::move(name); }
     explicit SandboxBuilder(SandboxConfig config) : m_config(std::move(config)) {}
-    SandboxBuilder& cpus(uint32_t n) { m_config.cpus = n; return *this; }
-    SandboxBuilder& memory_mib(uint32_t n) { m_config.memory_mib = n; return *this; }
-    SandboxBuilder& rootfs(std::string dir) { m_config.rootfs = std::move(dir); return *this; }
-    SandboxBuilder& disk(std::string path, std::string format = "raw", Access access = Access::ReadWrite) {
+    SandboxBuilder& cpus(uint32_t n) {
+        m_config.cpus = n;
+        return *this;
+    }
+    SandboxBuilder& memory_mib(uint32_t n) {
+        m_config.memory_mib = n;
+        return *this;
+    }
+    SandboxBuilder& rootfs(std::string dir) {
+        m_config.rootfs = std::move(dir);
+        return *this;
+    }
+    SandboxBuilder& disk(std::string path, std::string format = "raw",
+                         Access access = Access::ReadWrite) {
         m_config.disk = DiskImageSpec{std::move(path), std::move(format), access};
         return *this;
     }
@@ -211,15 +221,39 @@ public:
         m_config.env.emplace_back(std::move(key), std::move(value));
         return *this;
     }
-    SandboxBuilder& workdir(std::string p) { m_config.workdir = std::move(p); return *this; }
-    SandboxBuilder& user(std::string u) { m_config.user = std::move(u); return *this; }
-    SandboxBuilder& hostname(std::string h) { m_config.hostname = std::move(h); return *this; }
-    SandboxBuilder& idle_timeout(uint64_t secs) { m_config.idle_timeout_secs = secs; return *this; }
-    SandboxBuilder& max_duration(uint64_t secs) { m_config.max_duration_secs = secs; return *this; }
-    SandboxBuilder& kernel(std::string path) { m_config.kernel = std::move(path); return *this; }
-    SandboxBuilder& log_level(std::string level) { m_config.log_level = std::move(level); return *this; }
+    SandboxBuilder& workdir(std::string p) {
+        m_config.workdir = std::move(p);
+        return *this;
+    }
+    SandboxBuilder& user(std::string u) {
+        m_config.user = std::move(u);
+        return *this;
+    }
+    SandboxBuilder& hostname(std::string h) {
+        m_config.hostname = std::move(h);
+        return *this;
+    }
+    SandboxBuilder& idle_timeout(uint64_t secs) {
+        m_config.idle_timeout_secs = secs;
+        return *this;
+    }
+    SandboxBuilder& max_duration(uint64_t secs) {
+        m_config.max_duration_secs = secs;
+        return *this;
+    }
+    SandboxBuilder& kernel(std::string path) {
+        m_config.kernel = std::move(path);
+        return *this;
+    }
+    SandboxBuilder& log_level(std::string level) {
+        m_config.log_level = std::move(level);
+        return *this;
+    }
     // Replace::Yes removes a stopped sandbox of the same name first (a running one is an error).
-    SandboxBuilder& replace(Replace r) { m_replace = r; return *this; }
+    SandboxBuilder& replace(Replace r) {
+        m_replace = r;
+        return *this;
+    }
 
     const SandboxConfig& config() const { return m_config; }
 
@@ -255,7 +289,8 @@ public:
 
     Result<ExecOutput> exec(const std::string& cmd, const std::vector<std::string>& args = {},
                             const ExecOptions& options = {});
-    Result<ExecHandle> exec_stream(const std::string& cmd, const std::vector<std::string>& args = {},
+    Result<ExecHandle> exec_stream(const std::string& cmd,
+                                   const std::vector<std::string>& args = {},
                                    const ExecOptions& options = {});
     SandboxFs fs();
     Result<SandboxMetrics> metrics();

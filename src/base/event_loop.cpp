@@ -109,6 +109,8 @@ Result<int> EventLoop::run_once(std::chrono::milliseconds timeout) {
 Status EventLoop::run() {
     while (!m_shared->stop_requested.load(std::memory_order_acquire))
         TRY(run_once(std::chrono::milliseconds(-1)));
+    // Functions posted before stop() still run, even when stop() came before the first round.
+    TRY(run_once(std::chrono::milliseconds(0)));
     return {};
 }
 

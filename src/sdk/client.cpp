@@ -66,15 +66,16 @@ Result<std::shared_ptr<AgentClient>> AgentClient::connect(const std::string& soc
     if (!fd) return Error::from_errno("socket");
     sockaddr_un addr{};
     addr.sun_family = AF_UNIX;
-    if (socket_path.size() >= sizeof addr.sun_path) return Error("socket path too long: " + socket_path);
+    if (socket_path.size() >= sizeof addr.sun_path)
+        return Error("socket path too long: " + socket_path);
     std::memcpy(addr.sun_path, socket_path.c_str(), socket_path.size() + 1);
     if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0)
         return Error::from_errno("connect to " + socket_path);
     return from_fd(std::move(fd), timeout);
 }
 
-Result<std::shared_ptr<AgentClient>> AgentClient::from_fd(UniqueFd fd, std::chrono::milliseconds timeout,
-                                                          const std::function<bool()>& keep_waiting) {
+Result<std::shared_ptr<AgentClient>> AgentClient::from_fd(
+    UniqueFd fd, std::chrono::milliseconds timeout, const std::function<bool()>& keep_waiting) {
     auto deadline = Deadline::after(timeout);
     uint8_t head[4];
     TRY(read_exact(fd.get(), head, 4, deadline, keep_waiting));

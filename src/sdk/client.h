@@ -53,8 +53,9 @@ public:
                                                         std::chrono::milliseconds timeout);
     // Reads the handshake on an already connected socket. `keep_waiting` is polled every
     // 50 ms while the handshake has not arrived; returning false aborts with an error.
-    static Result<std::shared_ptr<AgentClient>> from_fd(UniqueFd fd, std::chrono::milliseconds timeout,
-                                                        const std::function<bool()>& keep_waiting = {});
+    static Result<std::shared_ptr<AgentClient>> from_fd(
+        UniqueFd fd, std::chrono::milliseconds timeout,
+        const std::function<bool()>& keep_waiting = {});
     ~AgentClient();
     AgentClient(const AgentClient&) = delete;
     AgentClient& operator=(const AgentClient&) = delete;
@@ -86,9 +87,9 @@ private:
     std::thread m_reader;
     std::mutex m_send_mutex;
     mutable std::mutex m_mutex;
-    uint32_t m_next = 0;                                  // GUARDED_BY(m_mutex)
+    uint32_t m_next = 0;                                      // GUARDED_BY(m_mutex)
     std::map<uint32_t, std::shared_ptr<Channel>> m_channels;  // GUARDED_BY(m_mutex)
-    ClientStats m_stats;                                  // GUARDED_BY(m_mutex)
+    ClientStats m_stats;                                      // GUARDED_BY(m_mutex)
     std::atomic<bool> m_closed{false};
 };
 

@@ -65,7 +65,8 @@ Result<store::Database> open_db(const std::string& home) {
 
 // Marks a sandbox Crashed when its row says Running but its process is gone.
 Status repair(store::Database& db, store::SandboxRecord& record) {
-    if (record.status != store::SandboxStatus::Running && record.status != store::SandboxStatus::Draining)
+    if (record.status != store::SandboxStatus::Running &&
+        record.status != store::SandboxStatus::Draining)
         return {};
     auto run = TRY(store::latest_run(db, record.id));
     if (!run || run->status != store::RunStatus::Running || !run->pid) return {};
@@ -84,7 +85,8 @@ Result<std::optional<pid_t>> live_pid(store::Database& db, int64_t sandbox_id) {
     return std::optional<pid_t>();
 }
 
-Result<SandboxInfo> make_info(store::Database& db, const std::string& home, store::SandboxRecord record) {
+Result<SandboxInfo> make_info(store::Database& db, const std::string& home,
+                              store::SandboxRecord record) {
     TRY(repair(db, record));
     SandboxInfo info;
     info.id = record.id;
@@ -99,7 +101,8 @@ Result<SandboxInfo> make_info(store::Database& db, const std::string& home, stor
         r.pid = run->pid;
         r.status = std::string(store::to_string(run->status));
         r.exit_code = run->exit_code;
-        if (run->termination_reason) r.reason = std::string(store::to_string(*run->termination_reason));
+        if (run->termination_reason)
+            r.reason = std::string(store::to_string(*run->termination_reason));
         r.detail = run->termination_detail;
         r.started_at = run->started_at;
         r.terminated_at = run->terminated_at;
@@ -114,15 +117,20 @@ Result<SandboxInfo> make_info(store::Database& db, const std::string& home, stor
 Status validate_config(const SandboxConfig& c) {
     TRY(sdk::validate_name(c.name));
     std::error_code ec;
-    if (c.cpus == 0 || c.cpus > 64) return Error("invalid cpu count " + std::to_string(c.cpus) + ": use 1 to 64");
-    if (c.memory_mib < 16) return Error("invalid memory " + std::to_string(c.memory_mib) + " MiB: use at least 16M");
+    if (c.cpus == 0 || c.cpus > 64)
+        return Error("invalid cpu count " + std::to_string(c.cpus) + ": use 1 to 64");
+    if (c.memory_mib < 16)
+        return Error("invalid memory " + std::to_string(c.memory_mib) + " MiB: use at least 16M");
     if (c.rootfs && !fs::is_directory(*c.rootfs, ec))
-        return Error("rootfs directory " + *c.rootfs + " does not exist; pass an existing directory to --rootfs");
+        return Error("rootfs directory " + *c.rootfs +
+                     " does not exist; pass an existing directory to --rootfs");
     if (c.disk && !fs::is_regular_file(c.disk->path, ec))
-        return Error("disk image " + c.disk->path + " does not exist; pass an existing image to --disk");
+        return Error("disk image " + c.disk->path +
+                     " does not exist; pass an existing image to --disk");
     for (const auto& v : c.volumes)
         if (!fs::is_directory(v.host, ec))
-            return Error("volume source " + v.host + " is not a directory; create it or fix -v " + v.host + ":" + v.guest);
+            return Error("volume source " + v.host + " is not a directory; create it or fix -v " +
+                         v.host + ":" + v.guest);
     if (c.kernel && !fs::is_regular_file(*c.kernel, ec))
         return Error("kernel " + *c.kernel + " does not exist; pass an existing file to --kernel");
     return {};
@@ -131,35 +139,58 @@ Status validate_config(const SandboxConfig& c) {
 std::vector<std::string> sandbox_args(const SandboxConfig& c, int64_t id, const std::string& home,
                                       const std::string& sock) {
     std::string dir = sdk::sandbox_dir(home, c.name);
-    std::vector<std::string> a = {msb_binary(), "sandbox", "--name", c.name, "--sandbox-id", std::to_string(id),
-                                  "--db-path", sdk::db_path(home), "--log-dir", dir + "/logs",
-                                  "--runtime-dir", dir + "/runtime", "--agent-sock", sock,
-                                  "--vcpus", std::to_string(c.cpus), "--memory-mib", std::to_string(c.memory_mib),
-                                  "--sandbox-log-level", c.log_level,
-                                  "--ready-timeout", std::to_string((ready_timeout().count() + 999) / 1000)};
-    if (c.max_duration_secs) a.insert(a.end(), {"--max-duration", std::to_string(c.max_duration_secs)});
-    if (c.idle_timeout_secs) a.insert(a.end(), {"--idle-timeout", std::to_string(c.idle_timeout_secs)});
+    std::vector<std::string> a = {msb_binary(),
+                                  "sandbox",
+                                  "--name",
+                                  c.name,
+                                  "--sandbox-id",
+                                  std::to_string(id),
+                                  "--db-path",
+                                  sdk::db_path(home),
+                                  "--log-dir",
+                                  dir + "/logs",
+                                  "--runtime-dir",
+                                  dir + "/runtime",
+                                  "--agent-sock",
+                                  sock,
+                                  "--vcpus",
+                                  std::to_string(c.cpus),
+                                  "--memory-mib",
+                                  std::to_string(c.memory_mib),
+                                  "--sandbox-log-level",
+                                  c.log_level,
+                                  "--ready-timeout",
+                                  std::to_string((ready_timeout().count() + 999) / 1000)};
+    if (c.max_duration_secs)
+        a.insert(a.end(), {"--max-duration", std::to_string(c.max_duration_secs)});
+    if (c.idle_timeout_secs)
+        a.insert(a.end(), {"--idle-timeout", std::to_string(c.idle_timeout_secs)});
     if (c.kernel) a.insert(a.end(), {"--kernel", fs::absolute(*c.kernel).string()});
     if (c.rootfs) a.insert(a.end(), {"--rootfs-path", fs::absolute(*c.rootfs).string()});
     if (c.disk) {
-        a.insert(a.end(), {"--rootfs-disk", fs::absolute(c.disk->path).string(), "--rootfs-disk-format", c.disk->format});
+        a.insert(a.end(), {"--rootfs-disk", fs::absolute(c.disk->path).string(),
+                           "--rootfs-disk-format", c.disk->format});
         if (c.disk->access == Access::ReadOnly) a.push_back("--rootfs-disk-readonly");
     }
     std::string dir_mounts;
     for (size_t i = 0; i < c.volumes.size(); i++) {
         const auto& v = c.volumes[i];
         std::string tag = "vol" + std::to_string(i);
-        a.insert(a.end(), {"--mount", tag + ":" + fs::absolute(v.host).string() + (v.access == Access::ReadOnly ? ":ro" : "")});
+        a.insert(a.end(), {"--mount", tag + ":" + fs::absolute(v.host).string() +
+                                          (v.access == Access::ReadOnly ? ":ro" : "")});
         if (!dir_mounts.empty()) dir_mounts += ";";
         dir_mounts += tag + ":" + v.guest + (v.access == Access::ReadOnly ? ":ro" : "");
     }
-    auto env = [&](std::string_view k, const std::string& v) { a.insert(a.end(), {"--env", std::string(k) + "=" + v}); };
+    auto env = [&](std::string_view k, const std::string& v) {
+        a.insert(a.end(), {"--env", std::string(k) + "=" + v});
+    };
     if (!dir_mounts.empty()) env(protocol::kEnvDirMounts, dir_mounts);
     std::string tmpfs;
     for (const auto& t : c.tmpfs) {
         if (!tmpfs.empty()) tmpfs += ";";
         tmpfs += t.path;
-        if (t.size_bytes) tmpfs += ",size=" + std::to_string(std::max<uint64_t>(1, t.size_bytes >> 20));
+        if (t.size_bytes)
+            tmpfs += ",size=" + std::to_string(std::max<uint64_t>(1, t.size_bytes >> 20));
     }
     if (!tmpfs.empty()) env(protocol::kEnvTmpfs, tmpfs);
     if (c.hostname) env(protocol::kEnvHostname, *c.hostname);
@@ -217,7 +248,8 @@ Result<Spawned> spawn(const std::vector<std::string>& args, Detach detach) {
     s.is_child = detach == Detach::No;
     if (detach == Detach::Yes) {
         int status = 0;
-        while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+        while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+        }
     } else {
         s.pid = pid;
     }
@@ -268,7 +300,8 @@ std::string failure_reason(int stderr_fd, const std::string& log_dir) {
     (void)set_nonblocking(stderr_fd);
     char buf[4096];
     ssize_t n;
-    while ((n = ::read(stderr_fd, buf, sizeof buf)) > 0 && text.size() < 65536) text.append(buf, static_cast<size_t>(n));
+    while ((n = ::read(stderr_fd, buf, sizeof buf)) > 0 && text.size() < 65536)
+        text.append(buf, static_cast<size_t>(n));
     std::string reason;
     auto pos = text.rfind("sandbox error: ");
     if (pos != std::string::npos) {
@@ -277,7 +310,8 @@ std::string failure_reason(int stderr_fd, const std::string& log_dir) {
     }
     if (reason.empty()) {
         for (const auto& l : sdk::tail_rotated_log(log_dir + "/host.log", 20))
-            if (l.find("sandbox error: ") != std::string::npos) reason = l.substr(l.find("sandbox error: ") + 15);
+            if (l.find("sandbox error: ") != std::string::npos)
+                reason = l.substr(l.find("sandbox error: ") + 15);
     }
     if (reason.empty()) reason = "the sandbox process exited during start-up";
     auto guest = sdk::tail_rotated_log(log_dir + "/guest.log", 5);
@@ -286,8 +320,11 @@ std::string failure_reason(int stderr_fd, const std::string& log_dir) {
         for (size_t i = 0; i < guest.size(); i++) reason += (i ? " | " : "") + guest[i];
         reason += ")";
     }
-    if (reason.find("/dev/kvm") != std::string::npos && reason.find("No such file") != std::string::npos)
-        reason = "/dev/kvm not found: this machine has no KVM (enable virtualization or load kvm) — " + reason;
+    if (reason.find("/dev/kvm") != std::string::npos &&
+        reason.find("No such file") != std::string::npos)
+        reason =
+            "/dev/kvm not found: this machine has no KVM (enable virtualization or load kvm) — " +
+            reason;
     return reason;
 }
 
@@ -314,7 +351,6 @@ struct SandboxAccess {
 };
 }  // namespace sdk
 
-
 struct Launch {
     SandboxConfig config;
     int64_t id;
@@ -334,7 +370,8 @@ Result<Sandbox> launch(const Launch& l) {
 
     auto spawned = TRY(spawn(sandbox_args(l.config, l.id, l.home, sock), l.detach));
     auto fail = [&](std::string reason) -> Error {
-        if (sdk::sandbox_process_alive(spawned.pid) || spawned.is_child) ::kill(spawned.pid, SIGKILL);
+        if (sdk::sandbox_process_alive(spawned.pid) || spawned.is_child)
+            ::kill(spawned.pid, SIGKILL);
         if (spawned.is_child) ::waitpid(spawned.pid, nullptr, 0);
         return Error("cannot start sandbox: " + reason);
     };
@@ -349,8 +386,8 @@ Result<Sandbox> launch(const Launch& l) {
         if (!alive()) return fail(failure_reason(spawned.stderr_read.get(), dir + "/logs"));
         if (deadline.expired())
             return fail("the sandbox did not become ready within " +
-                        std::to_string(ready_timeout().count() / 1000) + " s (MSB_READY_TIMEOUT); see " + dir +
-                        "/logs/guest.log");
+                        std::to_string(ready_timeout().count() / 1000) +
+                        " s (MSB_READY_TIMEOUT); see " + dir + "/logs/guest.log");
         UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
         sockaddr_un addr{};
         addr.sun_family = AF_UNIX;
@@ -365,7 +402,8 @@ Result<Sandbox> launch(const Launch& l) {
         }
         std::this_thread::sleep_for(50ms);
     }
-    return sdk::SandboxAccess::make(l.config.name, spawned.pid, spawned.is_child, std::move(client));
+    return sdk::SandboxAccess::make(l.config.name, spawned.pid, spawned.is_child,
+                                    std::move(client));
 }
 
 namespace {
@@ -387,8 +425,9 @@ Result<Sandbox> create_impl(SandboxConfig config, Replace replace, Detach detach
                 bool running = TRY(live_pid(db, existing->id)).has_value();
                 if (replace == Replace::No || running)
                     return Error("sandbox '" + config.name + "' already exists" +
-                                 (running ? " and is running; stop it first"
-                                          : "; remove it with `msb rm " + config.name + "` or pick another name"),
+                                     (running ? " and is running; stop it first"
+                                              : "; remove it with `msb rm " + config.name +
+                                                    "` or pick another name"),
                                  EEXIST);
                 TRY(store::delete_sandbox(db, existing->id));
                 TRY(remove_files(home, config.name));
@@ -405,7 +444,8 @@ Result<Sandbox> create_impl(SandboxConfig config, Replace replace, Detach detach
     }
     auto sandbox = launch({config, id, home, detach});
     if (!sandbox.ok()) {
-        if (auto row = store::find_sandbox_by_id(db, id); row.ok() && *row) (void)store::delete_sandbox(db, id);
+        if (auto row = store::find_sandbox_by_id(db, id); row.ok() && *row)
+            (void)store::delete_sandbox(db, id);
         (void)remove_files(home, config.name);
         return std::move(sandbox).error();
     }
@@ -415,7 +455,9 @@ Result<Sandbox> create_impl(SandboxConfig config, Replace replace, Detach detach
 }  // namespace
 
 Result<Sandbox> SandboxBuilder::create() { return create_impl(m_config, m_replace, Detach::No); }
-Result<Sandbox> SandboxBuilder::create_detached() { return create_impl(m_config, m_replace, Detach::Yes); }
+Result<Sandbox> SandboxBuilder::create_detached() {
+    return create_impl(m_config, m_replace, Detach::Yes);
+}
 
 Result<Sandbox> Sandbox::start(const std::string& name, bool detached) {
     TRY(sdk::validate_name(name));
@@ -428,7 +470,8 @@ Result<Sandbox> Sandbox::start(const std::string& name, bool detached) {
     config.name = name;
     TRY(store::update_sandbox_status(db, record.id, store::SandboxStatus::Running));
     auto sandbox = launch({config, record.id, home, detached ? Detach::Yes : Detach::No});
-    if (!sandbox.ok()) (void)store::update_sandbox_status(db, record.id, store::SandboxStatus::Stopped);
+    if (!sandbox.ok())
+        (void)store::update_sandbox_status(db, record.id, store::SandboxStatus::Stopped);
     return sandbox;
 }
 
@@ -441,7 +484,8 @@ Result<Sandbox> Sandbox::get(const std::string& name) {
     TRY(repair(db, *record));
     auto pid = TRY(live_pid(db, record->id));
     if (!pid)
-        return Error("sandbox '" + name + "' is not running (" + std::string(store::to_string(record->status)) +
+        return Error("sandbox '" + name + "' is not running (" +
+                     std::string(store::to_string(record->status)) +
                      "); start it with `msb start " + name + "`");
     Sandbox sandbox;
     sandbox.m_name = name;
@@ -460,7 +504,8 @@ Result<std::vector<SandboxInfo>> Sandbox::list() {
     std::string home = sdk::msb_home();
     auto db = TRY(open_db(home));
     std::vector<SandboxInfo> out;
-    for (auto& record : TRY(store::list_sandboxes(db))) out.push_back(TRY(make_info(db, home, std::move(record))));
+    for (auto& record : TRY(store::list_sandboxes(db)))
+        out.push_back(TRY(make_info(db, home, std::move(record))));
     return out;
 }
 
@@ -481,7 +526,8 @@ Status Sandbox::remove(const std::string& name) {
     if (!record) return Error("sandbox '" + name + "' not found; see `msb ls`", ENOENT);
     TRY(repair(db, *record));
     if (TRY(live_pid(db, record->id)))
-        return Error("sandbox '" + name + "' is running; stop it first (`msb stop " + name + "`) or use `msb rm -f`",
+        return Error("sandbox '" + name + "' is running; stop it first (`msb stop " + name +
+                         "`) or use `msb rm -f`",
                      EBUSY);
     TRY(store::delete_sandbox(db, record->id));
     return remove_files(home, name);
@@ -493,7 +539,8 @@ Sandbox::~Sandbox() = default;
 
 // --- exec -------------------------------------------------------------------------------------
 
-ExecHandle::ExecHandle(std::shared_ptr<sdk::AgentClient> client, std::shared_ptr<sdk::Channel> channel)
+ExecHandle::ExecHandle(std::shared_ptr<sdk::AgentClient> client,
+                       std::shared_ptr<sdk::Channel> channel)
     : m_client(std::move(client)), m_channel(std::move(channel)) {}
 ExecHandle::ExecHandle(ExecHandle&&) noexcept = default;
 ExecHandle& ExecHandle::operator=(ExecHandle&&) noexcept = default;
@@ -537,11 +584,14 @@ Status ExecHandle::write_stdin(std::string_view data) {
     if (data.empty()) return {};
     for (size_t off = 0; off < data.size(); off += protocol::kFsChunkSize) {
         auto chunk = data.substr(off, protocol::kFsChunkSize);
-        TRY(m_client->send_message(m_channel->id, protocol::ExecStdin{{chunk.begin(), chunk.end()}}));
+        TRY(m_client->send_message(m_channel->id,
+                                   protocol::ExecStdin{{chunk.begin(), chunk.end()}}));
     }
     return {};
 }
-Status ExecHandle::close_stdin() { return m_client->send_message(m_channel->id, protocol::ExecStdin{}); }
+Status ExecHandle::close_stdin() {
+    return m_client->send_message(m_channel->id, protocol::ExecStdin{});
+}
 Status ExecHandle::signal(int signo) {
     return m_client->send_message(m_channel->id, protocol::ExecSignal{.signal = signo});
 }
@@ -555,7 +605,8 @@ Result<int> ExecHandle::wait() {
     }
 }
 
-Result<ExecHandle> Sandbox::exec_stream(const std::string& cmd, const std::vector<std::string>& args,
+Result<ExecHandle> Sandbox::exec_stream(const std::string& cmd,
+                                        const std::vector<std::string>& args,
                                         const ExecOptions& options) {
     if (!m_client) return Error("sandbox is not connected");
     auto channel = TRY(m_client->open_channel());
@@ -582,10 +633,12 @@ Result<ExecOutput> Sandbox::exec(const std::string& cmd, const std::vector<std::
     if (options.stdin_data) TRY(handle.write_stdin(*options.stdin_data));
     TRY(handle.close_stdin());
     ExecOutput out;
-    auto deadline = options.timeout.count() > 0 ? Deadline::after(options.timeout) : Deadline::never();
+    auto deadline =
+        options.timeout.count() > 0 ? Deadline::after(options.timeout) : Deadline::never();
     bool killed = false;
     while (true) {
-        auto wait = options.timeout.count() > 0 && !killed ? std::max(deadline.remaining(), 1ms) : 0ms;
+        auto wait =
+            options.timeout.count() > 0 && !killed ? std::max(deadline.remaining(), 1ms) : 0ms;
         auto e = handle.next_event(wait);
         if (!e.ok()) {
             if (e.error().code() == ETIMEDOUT && !killed) {
@@ -599,8 +652,10 @@ Result<ExecOutput> Sandbox::exec(const std::string& cmd, const std::vector<std::
         if (e->kind == ExecEventKind::Stderr) out.stderr_data += e->data;
         if (e->kind == ExecEventKind::Exited) {
             out.exit_code = e->exit_code;
-            if (killed) return Error("command timed out after " + std::to_string(options.timeout.count()) + " ms",
-                                     ETIMEDOUT);
+            if (killed)
+                return Error(
+                    "command timed out after " + std::to_string(options.timeout.count()) + " ms",
+                    ETIMEDOUT);
             return out;
         }
     }
@@ -610,7 +665,9 @@ Result<ExecOutput> Sandbox::exec(const std::string& cmd, const std::vector<std::
 
 namespace {
 
-FsEntry to_entry(const protocol::FsEntryInfo& e) { return {e.path, e.kind, e.size, e.mode, e.modified}; }
+FsEntry to_entry(const protocol::FsEntryInfo& e) {
+    return {e.path, e.kind, e.size, e.mode, e.modified};
+}
 
 // Waits for the core.fs.response of `channel`, collecting core.fs.data into `data`.
 Result<protocol::FsResponse> await_response(sdk::Channel& channel, std::string* data) {
@@ -629,7 +686,8 @@ Result<protocol::FsResponse> await_response(sdk::Channel& channel, std::string* 
     }
 }
 
-Result<protocol::FsResponse> fs_call(sdk::AgentClient& client, protocol::FsOp op, std::string* data = nullptr,
+Result<protocol::FsResponse> fs_call(sdk::AgentClient& client, protocol::FsOp op,
+                                     std::string* data = nullptr,
                                      const std::string_view* upload = nullptr) {
     auto channel = TRY(client.open_channel());
     struct Close {
@@ -658,7 +716,8 @@ Result<std::string> SandboxFs::read(const std::string& path) {
     TRY(fs_call(*m_client, protocol::FsOp::read(path), &data));
     return data;
 }
-Status SandboxFs::write(const std::string& path, std::string_view data, std::optional<uint32_t> mode) {
+Status SandboxFs::write(const std::string& path, std::string_view data,
+                        std::optional<uint32_t> mode) {
     if (!m_client) return Error("sandbox is not connected");
     TRY(fs_call(*m_client, protocol::FsOp::write(path, mode), nullptr, &data));
     return {};
@@ -738,7 +797,8 @@ Status Sandbox::wait(std::chrono::milliseconds timeout) {
     if (!m_pid) return {};
     auto deadline = timeout.count() > 0 ? Deadline::after(timeout) : Deadline::never();
     while (!reap_if_exited(*m_pid, m_is_child)) {
-        if (deadline.expired()) return Error("sandbox '" + m_name + "' did not exit in time", ETIMEDOUT);
+        if (deadline.expired())
+            return Error("sandbox '" + m_name + "' did not exit in time", ETIMEDOUT);
         std::this_thread::sleep_for(20ms);
     }
     m_is_child = false;
@@ -756,8 +816,8 @@ Status Sandbox::stop(std::chrono::milliseconds timeout) {
     auto st = wait(timeout);
     if (!st.ok() && m_pid) {
         TRY(kill());
-        return Error("sandbox '" + m_name + "' did not stop within " + std::to_string(timeout.count() / 1000) +
-                     " s; it was killed");
+        return Error("sandbox '" + m_name + "' did not stop within " +
+                     std::to_string(timeout.count() / 1000) + " s; it was killed");
     }
     return st;
 }
@@ -765,16 +825,18 @@ Status Sandbox::stop(std::chrono::milliseconds timeout) {
 Status Sandbox::kill() {
     if (!m_pid) return {};
     pid_t pid = *m_pid;
-    if (::kill(pid, SIGKILL) < 0 && errno != ESRCH) return Error::from_errno("kill sandbox process");
+    if (::kill(pid, SIGKILL) < 0 && errno != ESRCH)
+        return Error::from_errno("kill sandbox process");
     TRY(wait(10s));
     if (!m_name.empty()) {
         auto db = TRY(open_db(sdk::msb_home()));
         if (auto record = TRY(store::find_sandbox(db, m_name))) {
             auto run = TRY(store::latest_run(db, record->id));
             if (run && run->status == store::RunStatus::Running && run->pid == pid) {
-                TRY(store::finalize_run(db, run->id, {.exit_signal = SIGKILL,
-                                                      .reason = store::TerminationReason::Signal,
-                                                      .detail = "killed by msb"}));
+                TRY(store::finalize_run(db, run->id,
+                                        {.exit_signal = SIGKILL,
+                                         .reason = store::TerminationReason::Signal,
+                                         .detail = "killed by msb"}));
                 TRY(store::update_sandbox_status(db, record->id, store::SandboxStatus::Stopped));
             }
         }

@@ -23,7 +23,8 @@ std::string lower(std::string_view s) {
 }
 
 // Leading decimal number and the rest.
-Result<std::pair<uint64_t, std::string>> split_number(std::string_view text, std::string_view what) {
+Result<std::pair<uint64_t, std::string>> split_number(std::string_view text,
+                                                      std::string_view what) {
     size_t i = 0;
     while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) i++;
     if (i == 0) return Error("invalid " + std::string(what) + " '" + std::string(text) + "'");
@@ -34,21 +35,29 @@ Result<std::pair<uint64_t, std::string>> split_number(std::string_view text, std
     return std::make_pair(value, lower(text.substr(i)));
 }
 
-Result<uint64_t> scale(uint64_t value, uint64_t factor, std::string_view text, std::string_view what) {
+Result<uint64_t> scale(uint64_t value, uint64_t factor, std::string_view text,
+                       std::string_view what) {
     if (factor != 0 && value > UINT64_MAX / factor)
         return Error("invalid " + std::string(what) + " '" + std::string(text) + "': too large");
     return value * factor;
 }
 
-Result<uint64_t> size_with_default_unit(std::string_view text, uint64_t bare_factor, std::string_view what) {
+Result<uint64_t> size_with_default_unit(std::string_view text, uint64_t bare_factor,
+                                        std::string_view what) {
     auto [value, suffix] = TRY(split_number(text, what));
     uint64_t factor = 0;
-    if (suffix.empty()) factor = bare_factor;
-    else if (suffix == "b") factor = 1;
-    else if (suffix == "k" || suffix == "kb" || suffix == "kib") factor = 1ull << 10;
-    else if (suffix == "m" || suffix == "mb" || suffix == "mib") factor = 1ull << 20;
-    else if (suffix == "g" || suffix == "gb" || suffix == "gib") factor = 1ull << 30;
-    else if (suffix == "t" || suffix == "tb" || suffix == "tib") factor = 1ull << 40;
+    if (suffix.empty())
+        factor = bare_factor;
+    else if (suffix == "b")
+        factor = 1;
+    else if (suffix == "k" || suffix == "kb" || suffix == "kib")
+        factor = 1ull << 10;
+    else if (suffix == "m" || suffix == "mb" || suffix == "mib")
+        factor = 1ull << 20;
+    else if (suffix == "g" || suffix == "gb" || suffix == "gib")
+        factor = 1ull << 30;
+    else if (suffix == "t" || suffix == "tb" || suffix == "tib")
+        factor = 1ull << 40;
     else
         return Error("invalid " + std::string(what) + " '" + std::string(text) +
                      "': use a number with K, M or G (e.g. 512M, 1G)");
@@ -60,7 +69,8 @@ std::vector<std::string> split(std::string_view text, char sep) {
     size_t start = 0;
     while (true) {
         size_t pos = text.find(sep, start);
-        out.emplace_back(text.substr(start, pos == std::string_view::npos ? std::string_view::npos : pos - start));
+        out.emplace_back(text.substr(
+            start, pos == std::string_view::npos ? std::string_view::npos : pos - start));
         if (pos == std::string_view::npos) break;
         start = pos + 1;
     }
@@ -76,8 +86,9 @@ Status validate_name(std::string_view name) {
     auto ok_first = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
     auto ok_rest = [&](char c) { return ok_first(c) || c == '_' || c == '.' || c == '-'; };
     if (!ok_first(name[0]) || !std::all_of(name.begin() + 1, name.end(), ok_rest))
-        return Error("invalid sandbox name '" + std::string(name) +
-                     "': use lower-case letters, digits, '_', '.', '-', starting with a letter or digit");
+        return Error(
+            "invalid sandbox name '" + std::string(name) +
+            "': use lower-case letters, digits, '_', '.', '-', starting with a letter or digit");
     return {};
 }
 
@@ -89,22 +100,29 @@ Result<uint32_t> parse_memory_mib(std::string_view text) {
     uint64_t bytes = TRY(size_with_default_unit(text, 1ull << 20, "memory size"));
     uint64_t mib = bytes >> 20;
     if (mib == 0) return Error("invalid memory size '" + std::string(text) + "': at least 1M");
-    if (mib > (1u << 20)) return Error("invalid memory size '" + std::string(text) + "': at most 1T");
+    if (mib > (1u << 20))
+        return Error("invalid memory size '" + std::string(text) + "': at most 1T");
     return static_cast<uint32_t>(mib);
 }
 
 Result<std::chrono::milliseconds> parse_duration_ms(std::string_view text) {
     auto [value, suffix] = TRY(split_number(text, "duration"));
     uint64_t factor = 0;
-    if (suffix.empty() || suffix == "s") factor = 1000;
-    else if (suffix == "ms") factor = 1;
-    else if (suffix == "m") factor = 60'000;
-    else if (suffix == "h") factor = 3'600'000;
-    else if (suffix == "d") factor = 86'400'000;
+    if (suffix.empty() || suffix == "s")
+        factor = 1000;
+    else if (suffix == "ms")
+        factor = 1;
+    else if (suffix == "m")
+        factor = 60'000;
+    else if (suffix == "h")
+        factor = 3'600'000;
+    else if (suffix == "d")
+        factor = 86'400'000;
     else
         return Error("invalid duration '" + std::string(text) + "': use e.g. 30s, 5m, 1h");
     uint64_t ms = TRY(scale(value, factor, text, "duration"));
-    if (ms > (uint64_t{1} << 52)) return Error("invalid duration '" + std::string(text) + "': too large");
+    if (ms > (uint64_t{1} << 52))
+        return Error("invalid duration '" + std::string(text) + "': too large");
     return std::chrono::milliseconds(static_cast<int64_t>(ms));
 }
 
@@ -124,8 +142,10 @@ Result<VolumeSpec> parse_volume(std::string_view text) {
     if (spec.host.empty() || spec.guest.empty()) return bad("empty path");
     if (spec.guest[0] != '/') return bad("the guest path must be absolute");
     if (parts.size() == 3) {
-        if (parts[2] == "ro") spec.access = Access::ReadOnly;
-        else if (parts[2] != "rw") return bad("unknown mode '" + parts[2] + "'");
+        if (parts[2] == "ro")
+            spec.access = Access::ReadOnly;
+        else if (parts[2] != "rw")
+            return bad("unknown mode '" + parts[2] + "'");
     }
     return spec;
 }
@@ -139,10 +159,14 @@ Result<DiskImageSpec> parse_disk(std::string_view text) {
     if (parts.empty() || parts.size() > 3 || parts[0].empty()) return bad("missing path");
     DiskImageSpec spec{parts[0], "raw", Access::ReadWrite};
     for (size_t i = 1; i < parts.size(); i++) {
-        if (parts[i] == "ro") spec.access = Access::ReadOnly;
-        else if (parts[i] == "rw") spec.access = Access::ReadWrite;
-        else if (i == 1 && (parts[i] == "raw" || parts[i] == "qcow2")) spec.format = parts[i];
-        else return bad("unknown field '" + parts[i] + "'");
+        if (parts[i] == "ro")
+            spec.access = Access::ReadOnly;
+        else if (parts[i] == "rw")
+            spec.access = Access::ReadWrite;
+        else if (i == 1 && (parts[i] == "raw" || parts[i] == "qcow2"))
+            spec.format = parts[i];
+        else
+            return bad("unknown field '" + parts[i] + "'");
     }
     return spec;
 }
@@ -154,7 +178,8 @@ Result<TmpfsSpec> parse_tmpfs(std::string_view text) {
     TmpfsSpec spec{parts[0], 0};
     if (parts.size() == 2) {
         auto size = size_with_default_unit(parts[1], 1ull << 20, "tmpfs size");
-        if (!size.ok()) return Error("invalid tmpfs '" + std::string(text) + "': " + size.error().message());
+        if (!size.ok())
+            return Error("invalid tmpfs '" + std::string(text) + "': " + size.error().message());
         spec.size_bytes = *size;
     }
     return spec;
@@ -163,7 +188,8 @@ Result<TmpfsSpec> parse_tmpfs(std::string_view text) {
 Result<std::pair<std::string, std::string>> parse_env(std::string_view text) {
     size_t eq = text.find('=');
     if (eq == 0 || eq == std::string_view::npos)
-        return Error("invalid environment variable '" + std::string(text) + "': expected KEY=VALUE");
+        return Error("invalid environment variable '" + std::string(text) +
+                     "': expected KEY=VALUE");
     return std::make_pair(std::string(text.substr(0, eq)), std::string(text.substr(eq + 1)));
 }
 
@@ -239,7 +265,8 @@ std::string random_name() {
     std::random_device rd;
     std::mt19937_64 gen((uint64_t{rd()} << 32) ^ rd() ^ static_cast<uint64_t>(::getpid()));
     char buf[16];
-    std::snprintf(buf, sizeof buf, "sb-%08llx", static_cast<unsigned long long>(gen() & 0xffffffffu));
+    std::snprintf(buf, sizeof buf, "sb-%08llx",
+                  static_cast<unsigned long long>(gen() & 0xffffffffu));
     return buf;
 }
 
@@ -250,13 +277,16 @@ std::string config_to_json(const SandboxConfig& c) {
     j["memory_mib"] = c.memory_mib;
     if (c.rootfs) j["rootfs"] = *c.rootfs;
     if (c.disk)
-        j["disk"] = {{"path", c.disk->path}, {"format", c.disk->format},
+        j["disk"] = {{"path", c.disk->path},
+                     {"format", c.disk->format},
                      {"read_only", c.disk->access == Access::ReadOnly}};
     j["volumes"] = nlohmann::json::array();
     for (const auto& v : c.volumes)
-        j["volumes"].push_back({{"host", v.host}, {"guest", v.guest}, {"read_only", v.access == Access::ReadOnly}});
+        j["volumes"].push_back(
+            {{"host", v.host}, {"guest", v.guest}, {"read_only", v.access == Access::ReadOnly}});
     j["tmpfs"] = nlohmann::json::array();
-    for (const auto& t : c.tmpfs) j["tmpfs"].push_back({{"path", t.path}, {"size_bytes", t.size_bytes}});
+    for (const auto& t : c.tmpfs)
+        j["tmpfs"].push_back({{"path", t.path}, {"size_bytes", t.size_bytes}});
     j["env"] = nlohmann::json::array();
     for (const auto& [k, v] : c.env) j["env"].push_back(k + "=" + v);
     if (c.workdir) j["workdir"] = *c.workdir;
@@ -279,11 +309,13 @@ Result<SandboxConfig> config_from_json(std::string_view text) {
         c.memory_mib = j.value("memory_mib", 512u);
         if (j.contains("rootfs")) c.rootfs = j["rootfs"].get<std::string>();
         if (j.contains("disk"))
-            c.disk = DiskImageSpec{j["disk"].value("path", ""), j["disk"].value("format", "raw"),
-                                   j["disk"].value("read_only", false) ? Access::ReadOnly : Access::ReadWrite};
+            c.disk = DiskImageSpec{
+                j["disk"].value("path", ""), j["disk"].value("format", "raw"),
+                j["disk"].value("read_only", false) ? Access::ReadOnly : Access::ReadWrite};
         for (const auto& v : j.value("volumes", nlohmann::json::array()))
-            c.volumes.push_back({v.value("host", ""), v.value("guest", ""),
-                                 v.value("read_only", false) ? Access::ReadOnly : Access::ReadWrite});
+            c.volumes.push_back(
+                {v.value("host", ""), v.value("guest", ""),
+                 v.value("read_only", false) ? Access::ReadOnly : Access::ReadWrite});
         for (const auto& t : j.value("tmpfs", nlohmann::json::array()))
             c.tmpfs.push_back({t.value("path", ""), t.value("size_bytes", uint64_t{0})});
         for (const auto& e : j.value("env", nlohmann::json::array())) {

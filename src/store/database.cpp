@@ -4,6 +4,9 @@
 #include <fmt/format.h>
 #include <sqlite3.h>
 
+#include <cerrno>
+#include <thread>
+
 #include <filesystem>
 #include <system_error>
 #include <utility>
@@ -151,7 +154,14 @@ Result<Database> Database::open(const std::string& path, const DatabaseOptions& 
     if (rc != SQLITE_OK) return db.error("set busy_timeout on " + path, rc);
     TRY(db.exec("PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON;"));
     if (options.migrate == DatabaseOptions::Migrate::Yes) {
+        // SQLite does not always wait in the busy handler (e.g. while another opener switches
+        // the file to WAL), so a crowd of processes opening a fresh store at once can see
+        // SQLITE_BUSY early: retry for a bounded while, as the busy handler would have.
         auto st = migrate(db);
+        for (int attempt = 0; !st && st.error().code() == EBUSY && attempt < 50; ++attempt) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(20 + 10 * attempt));
+            st = migrate(db);
+        }
         if (!st) return st.error().with_context("migrate " + path);
     }
     return db;
@@ -190,7 +200,9 @@ Status Database::exec(std::string_view sql) {
     if (rc != SQLITE_OK) {
         std::string detail = message != nullptr ? message : sqlite3_errstr(rc);
         sqlite3_free(message);
-        return Error(fmt::format("execute [{}]: {} (sqlite code {})", sql, detail, rc));
+        // EBUSY lets callers tell "another connection holds the lock" from real failures.
+        return Error(fmt::format("execute [{}]: {} (sqlite code {})", sql, detail, rc),
+                     (rc & 0xff) == SQLITE_BUSY ? EBUSY : 0);
     }
     return {};
 }
