@@ -11,6 +11,10 @@
 
 namespace msb::runtime {
 
+namespace {
+std::thread g_log_thread;  // joined by finish_log_capture()
+}  // namespace
+
 Status start_log_capture(const std::string& log_dir, int tee_fd) {
     auto log = TRY(RotatingLog::open(log_dir, "host"));
     UniqueFd devnull(::open("/dev/null", O_WRONLY | O_CLOEXEC));
@@ -18,7 +22,7 @@ Status start_log_capture(const std::string& log_dir, int tee_fd) {
     if (::dup2(devnull.get(), STDOUT_FILENO) < 0) return Error::from_errno("redirect stdout");
     auto pipe = TRY(Pipe::create());
     if (::dup2(pipe.write.get(), STDERR_FILENO) < 0) return Error::from_errno("redirect stderr");
-    std::thread([log = std::move(log), in = std::move(pipe.read), tee_fd]() mutable {
+    g_log_thread = std::thread([log = std::move(log), in = std::move(pipe.read), tee_fd]() mutable {
         char buf[8192];
         for (;;) {
             ssize_t n = ::read(in.get(), buf, sizeof buf);
@@ -27,8 +31,15 @@ Status start_log_capture(const std::string& log_dir, int tee_fd) {
             (void)log.write(std::string_view(buf, static_cast<size_t>(n)));
             if (tee_fd >= 0) (void)write_all(tee_fd, buf, static_cast<size_t>(n));
         }
-    }).detach();
+    });
     return {};
+}
+
+void finish_log_capture() {
+    if (!g_log_thread.joinable()) return;
+    UniqueFd devnull(::open("/dev/null", O_WRONLY | O_CLOEXEC));
+    // fd 2 held the pipe's only write end: replacing it lets the reader see end-of-file.
+    if (devnull && ::dup2(devnull.get(), STDERR_FILENO) >= 0) g_log_thread.join();
 }
 
 }  // namespace msb::runtime

@@ -12,4 +12,8 @@ namespace msb::runtime {
 // `tee_fd` >= 0: also copy everything to that fd (the original stderr, for --forward).
 Status start_log_capture(const std::string& log_dir, int tee_fd);
 
+// Closes the capture pipe (stderr becomes /dev/null) and waits until everything written to
+// stderr so far is in host.log. Call right before _exit, or the last lines are lost.
+void finish_log_capture();
+
 }  // namespace msb::runtime

@@ -249,6 +249,7 @@ Status run(const Config& config, int original_stderr) {
             !st.ok())
             log::error("sandbox: {}", st.error().message());
         ::unlink(sock.c_str());
+        finish_log_capture();
     };
 
     auto vm = build_vm(config, *to_guest, *from_guest, observer);
@@ -297,6 +298,7 @@ void enter(Config config) {
     log::error("{}", line.substr(0, line.size() - 1));
     if (original_stderr >= 0) (void)write_all(original_stderr, line.data(), line.size());
     ::unlink(config.agent_sock.c_str());
+    finish_log_capture();
     ::_exit(kExitSetupFailed);
 }
 
