@@ -152,7 +152,14 @@ Result<Database> Database::open(const std::string& path, const DatabaseOptions& 
     // busy_timeout first, so that switching to WAL waits for other openers instead of failing.
     rc = sqlite3_busy_timeout(raw, static_cast<int>(options.busy_timeout.count()));
     if (rc != SQLITE_OK) return db.error("set busy_timeout on " + path, rc);
-    TRY(db.exec("PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON;"));
+    // Switching to WAL takes an exclusive lock and SQLite may answer SQLITE_BUSY without
+    // waiting in the busy handler while another opener does the same: retry, bounded.
+    Status wal = db.exec("PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON;");
+    for (int attempt = 0; !wal && wal.error().code() == EBUSY && attempt < 50; ++attempt) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20 + 10 * attempt));
+        wal = db.exec("PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON;");
+    }
+    TRY(std::move(wal));
     if (options.migrate == DatabaseOptions::Migrate::Yes) {
         // SQLite does not always wait in the busy handler (e.g. while another opener switches
         // the file to WAL), so a crowd of processes opening a fresh store at once can see
