@@ -123,7 +123,7 @@ Result<vmm::Vm> build_vm(const Config& config, ByteRing& to_guest, ByteRing& fro
 // Blocks the signals the watcher thread takes through a signalfd. Must run before any thread
 // starts so that every thread inherits the mask.
 Result<UniqueFd> take_signals() {
-    ::signal(SIGPIPE, SIG_IGN);
+    (void)::signal(SIGPIPE, SIG_IGN);
     sigset_t set;
     sigemptyset(&set);
     for (int s : {SIGTERM, SIGINT, SIGUSR1, SIGHUP}) sigaddset(&set, s);

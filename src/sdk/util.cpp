@@ -213,7 +213,7 @@ Result<std::string> agent_socket_path(const std::string& home, const std::string
         h *= 0x100000001b3ull;
     }
     char hex[17];
-    std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(h));
+    (void)std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(h));
     std::string path = home + "/run/" + hex + ".sock";
     if (path.size() >= sizeof(sockaddr_un::sun_path))
         return Error("socket path " + path + " is longer than " +
@@ -265,8 +265,8 @@ std::string random_name() {
     std::random_device rd;
     std::mt19937_64 gen((uint64_t{rd()} << 32) ^ rd() ^ static_cast<uint64_t>(::getpid()));
     char buf[16];
-    std::snprintf(buf, sizeof buf, "sb-%08llx",
-                  static_cast<unsigned long long>(gen() & 0xffffffffu));
+    (void)std::snprintf(buf, sizeof buf, "sb-%08llx",
+                        static_cast<unsigned long long>(gen() & 0xffffffffu));
     return buf;
 }
 
