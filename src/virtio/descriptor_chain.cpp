@@ -135,6 +135,23 @@ ParsedChain parse_chain(const kvm::GuestMemory& memory, uint64_t table, uint16_t
 
 // ---- reader ----
 
+namespace {
+// Moves a (segment index, offset) cursor `n` bytes forward across `segments`; shared by the
+// reader and the writer.
+template <typename Segments>
+void advance_cursor(const Segments& segments, size_t& index, size_t& offset, size_t n) {
+    while (n > 0 && index < segments.size()) {
+        size_t step = std::min(n, static_cast<size_t>(segments[index].length) - offset);
+        offset += step;
+        n -= step;
+        if (offset == segments[index].length) {
+            ++index;
+            offset = 0;
+        }
+    }
+}
+}  // namespace
+
 DescriptorChainReader::DescriptorChainReader(const kvm::GuestMemory& memory,
                                              const DescriptorChain& chain)
     : m_memory(memory), m_segments(chain.readable()), m_remaining(chain.readable_bytes()) {}
@@ -153,16 +170,7 @@ void DescriptorChainReader::consume(size_t n) {
     n = std::min(n, m_remaining);
     m_remaining -= n;
     m_consumed += n;
-    while (n > 0 && m_index < m_segments.size()) {
-        size_t left = m_segments[m_index].length - m_offset;
-        size_t step = std::min(n, left);
-        m_offset += step;
-        n -= step;
-        if (m_offset == m_segments[m_index].length) {
-            ++m_index;
-            m_offset = 0;
-        }
-    }
+    advance_cursor(m_segments, m_index, m_offset, n);
 }
 
 size_t DescriptorChainReader::read(std::span<uint8_t> out) {
@@ -203,16 +211,7 @@ void DescriptorChainWriter::commit(size_t n) {
     n = std::min(n, m_remaining);
     m_remaining -= n;
     m_written += n;
-    while (n > 0 && m_index < m_segments.size()) {
-        size_t left = m_segments[m_index].length - m_offset;
-        size_t step = std::min(n, left);
-        m_offset += step;
-        n -= step;
-        if (m_offset == m_segments[m_index].length) {
-            ++m_index;
-            m_offset = 0;
-        }
-    }
+    advance_cursor(m_segments, m_index, m_offset, n);
 }
 
 size_t DescriptorChainWriter::write(std::span<const uint8_t> in) {
