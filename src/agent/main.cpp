@@ -26,7 +26,7 @@ using namespace msb::agent;
 
 namespace {
 
-constexpr auto kPortWait = std::chrono::seconds(10);
+constexpr auto kPortWait = std::chrono::seconds(60);
 
 [[noreturn]] void fail(int code, const std::string& message) {
     (void)std::fprintf(stderr, "msb-agent: boot failed: %s (exit status %d)\n", message.c_str(),

@@ -85,7 +85,7 @@ Status Vcpu::set_cpuid(const std::vector<CpuidEntry>& entries) {
     return {};
 }
 
-Status Vcpu::set_msrs(std::span<const MsrEntry> entries) {
+Result<size_t> Vcpu::set_msrs(std::span<const MsrEntry> entries) {
     uapi::FlexBuffer<uapi::MsrsHeader, kvm_msr_entry> buffer(entries.size());
     buffer.header()->nmsrs = static_cast<__u32>(entries.size());
     for (size_t i = 0; i < entries.size(); ++i) {
@@ -94,10 +94,7 @@ Status Vcpu::set_msrs(std::span<const MsrEntry> entries) {
     }
     int n = ::ioctl(m_fd.get(), uapi::kSetMsrs, buffer.header());
     if (n < 0) return Error::from_errno("KVM_SET_MSRS");
-    if (static_cast<size_t>(n) != entries.size())
-        return Error("KVM_SET_MSRS: MSR " + std::to_string(entries[static_cast<size_t>(n)].index) +
-                     " rejected");
-    return {};
+    return static_cast<size_t>(n);
 }
 
 Result<Registers> Vcpu::registers() const {

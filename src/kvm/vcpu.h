@@ -99,7 +99,8 @@ public:
     uint32_t id() const { return m_id; }
 
     Status set_cpuid(const std::vector<CpuidEntry>& entries);
-    Status set_msrs(std::span<const MsrEntry> entries);
+    // Sets MSRs in order; KVM stops at the first one it refuses. Returns how many were set.
+    Result<size_t> set_msrs(std::span<const MsrEntry> entries);
     Result<Registers> registers() const;
     Status set_registers(const Registers& regs);
     Result<SpecialRegisters> special_registers() const;

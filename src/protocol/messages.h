@@ -34,6 +34,8 @@ namespace msb::protocol {
 inline constexpr std::string_view kAgentPortName = "agent";
 // virtio-fs tag of the runtime directory, mounted in the guest at kRuntimeMountPoint.
 inline constexpr std::string_view kRuntimeFsTag = "msb_runtime";
+// virtio-fs tag of a directory root (MSB_ROOT=virtiofs), the name libkrun gives it too.
+inline constexpr std::string_view kRootFsTag = "/dev/root";
 inline constexpr std::string_view kRuntimeMountPoint = "/.msb";
 inline constexpr std::string_view kFileMountsDir = "/.msb/file-mounts";
 // Prepended to PATH for guest commands.
@@ -48,6 +50,7 @@ inline constexpr size_t kFsChunkSize = 3 * 1024 * 1024;
 
 // Guest configuration variables (host → agent at boot); formats in PROTOCOL.md.
 inline constexpr std::string_view kEnvBlockRoot = "MSB_BLOCK_ROOT";
+inline constexpr std::string_view kEnvRoot = "MSB_ROOT";  // "virtiofs[:tag]" or "initramfs"
 inline constexpr std::string_view kEnvDirMounts = "MSB_DIR_MOUNTS";
 inline constexpr std::string_view kEnvFileMounts = "MSB_FILE_MOUNTS";
 inline constexpr std::string_view kEnvDiskMounts = "MSB_DISK_MOUNTS";

@@ -1,6 +1,8 @@
 // Flag value parsers and the guest environment.
 #include "runtime/config.h"
 
+#include "protocol/messages.h"
+
 namespace msb::runtime {
 
 namespace {
@@ -75,6 +77,12 @@ Result<DiskSpec> DiskSpec::parse(std::string_view text) {
 std::vector<std::string> guest_env(const Config& config) {
     std::vector<std::string> env = config.env;
     if (config.rootfs_disk) append_block_root_env(env);
+    if (config.rootfs_path) {
+        const std::string prefix = std::string(protocol::kEnvRoot) + "=";
+        bool present = false;
+        for (const auto& entry : env) present = present || entry.starts_with(prefix);
+        if (!present) env.push_back(prefix + "virtiofs");
+    }
     prepend_scripts_path(env);
     return env;
 }

@@ -48,7 +48,7 @@ struct Config {
     std::string agent_sock;
     bool forward_output = false;
     SandboxPolicy policy;
-    uint64_t ready_timeout_secs = 60;
+    uint64_t ready_timeout_secs = 300;
     // Grace for the guest to power off after core.shutdown before the VM is stopped.
     uint64_t shutdown_grace_secs = 10;
 

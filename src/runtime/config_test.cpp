@@ -54,5 +54,16 @@ TEST(GuestEnv, AddsBlockRootForDiskRootsAndScriptsPath) {
     EXPECT_NE(std::find(env.begin(), env.end(), "MSB_BLOCK_ROOT=/dev/vda"), env.end());
 }
 
+TEST(GuestEnv, DirectoryRootsBootFromVirtiofsUnlessTheCallerChoseARoot) {
+    Config c;
+    c.rootfs_path = "/srv/root";
+    auto env = guest_env(c);
+    EXPECT_EQ(std::count(env.begin(), env.end(), "MSB_ROOT=virtiofs"), 1);
+    c.env = {"MSB_ROOT=virtiofs:other"};
+    env = guest_env(c);
+    EXPECT_EQ(std::count(env.begin(), env.end(), "MSB_ROOT=virtiofs"), 0);
+    EXPECT_EQ(std::count(env.begin(), env.end(), "MSB_ROOT=virtiofs:other"), 1);
+}
+
 }  // namespace
 }  // namespace msb::runtime

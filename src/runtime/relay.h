@@ -32,7 +32,7 @@ namespace msb::runtime {
 
 struct RelayOptions {
     std::string socket_path;
-    std::chrono::milliseconds ready_timeout{std::chrono::seconds(60)};
+    std::chrono::milliseconds ready_timeout{std::chrono::seconds(300)};
     size_t client_queue_limit = 8 << 20;    // bytes queued toward one client
     size_t to_guest_queue_limit = 8 << 20;  // bytes queued toward the guest
     std::chrono::milliseconds slow_client_grace{std::chrono::seconds(30)};

@@ -18,11 +18,14 @@
 #include "base/log.h"
 #include "base/time.h"
 #include "base/unique_fd.h"
+#include "devices/block/block_device.h"
 #include "devices/console/console_device.h"
+#include "devices/fs/fs_device.h"
 #include "loader/cpio.h"
 #include "protocol/frame.h"
 #include "protocol/messages.h"
 #include "runtime/agent_console.h"
+#include "runtime/guest_log.h"
 #include "runtime/heartbeat_reader.h"
 #include "runtime/log_capture.h"
 #include "runtime/metrics.h"
@@ -89,35 +92,87 @@ std::string file_tail(const std::string& path, size_t max_bytes) {
     return out;
 }
 
+// A virtio-fs device sharing `host` under `tag`, behind its MMIO transport.
+Result<std::shared_ptr<virtio::MmioTransport>> fs_transport(const std::string& tag,
+                                                            const std::string& host,
+                                                            Access access) {
+    auto fs = TRY(devices::fs::PassthroughFs::create(host, access == Access::ReadOnly
+                                                               ? devices::fs::Access::ReadOnly
+                                                               : devices::fs::Access::ReadWrite));
+    auto device = TRY(devices::fs::FsDevice::create(tag, std::move(fs)));
+    return virtio::MmioTransport::create(std::move(device));
+}
+
+// A virtio-blk device over a disk image whose serial is `serial`, behind its MMIO transport.
+Result<std::shared_ptr<virtio::MmioTransport>> disk_transport(const std::string& serial,
+                                                              const std::string& host,
+                                                              DiskFormat format, Access access) {
+    if (format != DiskFormat::Raw)
+        return Error("disk " + host + ": the " + std::string(disk_format_name(format)) +
+                     " format is not supported yet; convert it with `qemu-img convert -O raw " +
+                     host + " disk.raw`");
+    auto disk_access =
+        access == Access::ReadOnly ? devices::DiskAccess::ReadOnly : devices::DiskAccess::ReadWrite;
+    std::shared_ptr<devices::DiskImage> image = TRY(devices::RawDiskImage::open(host, disk_access));
+    auto device = TRY(devices::BlockDevice::create(
+        {.disk = std::move(image), .serial = serial, .access = disk_access}));
+    return virtio::MmioTransport::create(std::move(device));
+}
+
+// Devices, in the order the guest probes them (the root disk must become /dev/vda): the agent
+// console, the root (a virtio-fs directory or a disk image), the runtime share at /.msb, the
+// user's directory mounts and the disk images.
 Result<vmm::Vm> build_vm(const Config& config, ByteRing& to_guest, ByteRing& from_guest,
                          std::function<void(int)> observer) {
-    if (config.rootfs_path)
-        return Error("--rootfs-path needs virtio-fs, which this build does not have yet");
-    if (config.rootfs_disk || !config.disks.empty())
-        return Error("disk images need virtio-blk, which this build does not have yet");
-    if (!config.mounts.empty())
-        return Error("--mount needs virtio-fs, which this build does not have yet");
     if (config.init_path) return Error("--init-path is not supported: the agent is always init");
+    if (config.rootfs_path && config.rootfs_disk)
+        return Error("--rootfs-path and --rootfs-disk exclude each other; pass one root");
 
-    std::string guest_log = config.log_dir + "/guest.log";
-    auto sink = TRY(devices::FileOutputSink::open(guest_log));
+    auto guest_log = TRY(GuestLog::open(config.log_dir));
     auto backend = std::make_shared<AgentConsoleBackend>(to_guest, from_guest);
     auto console = TRY(devices::ConsoleDevice::create(
-        {.output = sink,
+        {.output = guest_log,
          .ports = {{.name = std::string(protocol::kAgentPortName), .backend = backend}}}));
-    auto transport = TRY(virtio::MmioTransport::create(console));
+
+    std::vector<std::shared_ptr<virtio::MmioTransport>> transports;
+    transports.push_back(TRY(virtio::MmioTransport::create(console)));
+    // The share's own errors name the host path; the flag is what the user has to fix.
+    auto add = [&](Result<std::shared_ptr<virtio::MmioTransport>> transport,
+                   const std::string& what) -> Status {
+        if (!transport.ok()) return std::move(transport).error().with_context(what);
+        transports.push_back(std::move(transport).value());
+        return {};
+    };
+    if (config.rootfs_path)
+        TRY(add(
+            fs_transport(std::string(protocol::kRootFsTag), *config.rootfs_path, Access::ReadWrite),
+            "--rootfs-path"));
+    if (config.rootfs_disk) {
+        auto format = TRY(validate_disk_format(config.rootfs_disk_format));
+        TRY(add(disk_transport("root", *config.rootfs_disk, format,
+                               config.rootfs_disk_readonly ? Access::ReadOnly : Access::ReadWrite),
+                "--rootfs-disk"));
+    }
+    if (!config.runtime_dir.empty())
+        TRY(add(fs_transport(std::string(protocol::kRuntimeFsTag), config.runtime_dir,
+                             Access::ReadWrite),
+                "runtime share"));
+    for (const auto& mount : config.mounts)
+        TRY(add(fs_transport(mount.tag, mount.host, mount.access), "--mount " + mount.tag));
+    for (const auto& disk : config.disks)
+        TRY(add(disk_transport(disk.id, disk.host, disk.format, disk.access), "--disk " + disk.id));
 
     std::vector<loader::InitrdImage> initrds;
     initrds.push_back(loader::InitrdImage::file(config.initramfs));
     initrds.push_back(loader::InitrdImage::memory(TRY(boot_config_cpio(config))));
 
-    return vmm::VmBuilder()
-        .machine(config.vcpus, config.memory_mib)
+    vmm::VmBuilder builder;
+    builder.machine(config.vcpus, config.memory_mib)
         .kernel(config.kernel, std::move(initrds))
-        .console({.output_path = guest_log, .echo = vmm::ConsoleEcho::None})
-        .mmio_device(transport)
-        .on_exit(std::move(observer))
-        .build();
+        .console({.echo = vmm::ConsoleEcho::None, .writer = guest_log->serial_writer()})
+        .on_exit(std::move(observer));
+    for (auto& transport : transports) builder.mmio_device(std::move(transport));
+    return builder.build();
 }
 
 // Blocks the signals the watcher thread takes through a signalfd. Must run before any thread

@@ -56,7 +56,7 @@ std::chrono::milliseconds ready_timeout() {
         auto d = sdk::parse_duration_ms(env);
         if (d.ok()) return *d;
     }
-    return 60s;
+    return 300s;
 }
 
 Result<store::Database> open_db(const std::string& home) {

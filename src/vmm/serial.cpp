@@ -118,6 +118,7 @@ void Serial::flush_locked() {
         // A sink that fails (closed terminal, full disk) must not stop the guest.
         [[maybe_unused]] Status s = write_all(fd, m_line.data(), m_line.size());
     }
+    if (m_writer) m_writer({reinterpret_cast<const uint8_t*>(m_line.data()), m_line.size()});
     m_line.clear();
 }
 

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <functional>
 #include <mutex>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -23,10 +24,13 @@ public:
     static constexpr uint16_t kSize = 8;
     static constexpr uint32_t kCom1Irq = 4;
 
+    // Receives output a line at a time (or kMaxLine bytes), on a vCPU thread.
+    using Writer = std::function<void(std::span<const uint8_t>)>;
+
     // `set_irq(true/false)` drives the interrupt line; `sinks` are fds that receive the output
-    // (not owned; must stay open while the VM runs).
-    Serial(std::function<void(bool)> set_irq, std::vector<int> sinks)
-        : m_set_irq(std::move(set_irq)), m_sinks(std::move(sinks)) {}
+    // (not owned; must stay open while the VM runs); `writer`, when set, receives it too.
+    Serial(std::function<void(bool)> set_irq, std::vector<int> sinks, Writer writer = {})
+        : m_set_irq(std::move(set_irq)), m_sinks(std::move(sinks)), m_writer(std::move(writer)) {}
 
     void pio_read(uint16_t offset, std::span<uint8_t> data) override;
     void pio_write(uint16_t offset, std::span<const uint8_t> data) override;
@@ -43,6 +47,7 @@ private:
 
     std::function<void(bool)> m_set_irq;
     std::vector<int> m_sinks;
+    Writer m_writer;
 
     std::mutex m_mutex;
     uint8_t m_ier = 0, m_lcr = 0, m_mcr = 0, m_scr = 0, m_fcr = 0, m_dll = 0, m_dlm = 0;

@@ -12,6 +12,7 @@
 #include "arch/x86_64/gdt.h"
 #include "arch/x86_64/layout.h"
 #include "arch/x86_64/mptable.h"
+#include "arch/x86_64/msrs.h"
 #include "arch/x86_64/page_tables.h"
 #include "base/log.h"
 #include "base/time.h"
@@ -38,6 +39,20 @@ struct BootEntry {
     uint64_t rip;
     uint64_t rsi;
 };
+
+// Sets the boot MSRs, skipping any the host refuses (KVM stops at the first refusal).
+Status set_boot_msrs(kvm::Vcpu& vcpu, uint32_t index) {
+    std::vector<kvm::MsrEntry> msrs = x86::boot_msrs();
+    std::span<const kvm::MsrEntry> rest(msrs);
+    while (!rest.empty()) {
+        size_t set = TRY(vcpu.set_msrs(rest));
+        if (set == rest.size()) break;
+        if (index == 0)
+            log::debug("host refused boot MSR {:#x}; left at its reset value", rest[set].index);
+        rest = rest.subspan(set + 1);
+    }
+    return {};
+}
 
 }  // namespace
 
@@ -187,7 +202,7 @@ Result<Vm> VmBuilder::build() {
                 if (limit.allow()) log::warn("serial interrupt: {}", s.error().message());
             }
         },
-        std::move(sinks));
+        std::move(sinks), m_console.writer);
     std::shared_ptr<ExitState> exit_state = machine.exit_state;
     machine.i8042 = std::make_unique<I8042>([exit_state] {
         exit_state->request(
@@ -254,6 +269,7 @@ Result<Vm> VmBuilder::build() {
     for (uint32_t i = 0; i < m_vcpus; ++i) {
         auto vcpu = TRY(machine.vm.create_vcpu(i));
         TRY(vcpu.set_cpuid(x86::cpuid_for_vcpu(supported, host, i, m_vcpus)));
+        TRY(set_boot_msrs(vcpu, i));
         if (i == 0) {
             TRY(vcpu.set_special_registers(x86::long_mode_registers(cr3)));
             kvm::Registers regs;

@@ -23,6 +23,7 @@
 #include "base/result.h"
 #include "loader/initrd.h"
 #include "virtio/mmio_device.h"
+#include "vmm/serial.h"
 #include "vmm/vm.h"
 
 namespace msb::vmm {
@@ -41,8 +42,11 @@ std::string default_cmdline(bool pvm_host);
 enum class ConsoleEcho { None, Stdout };
 
 struct ConsoleOptions {
-    std::string output_path;  // empty: no file
+    std::string output_path{};  // empty: no file
     ConsoleEcho echo = ConsoleEcho::None;
+    // Also receives the serial output, a line at a time on a vCPU thread (e.g. a rotating log;
+    // must not block for long).
+    Serial::Writer writer{};
 };
 
 class VmBuilder {

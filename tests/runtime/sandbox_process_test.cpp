@@ -7,9 +7,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <iomanip>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -259,33 +263,83 @@ private:
     uint32_t m_next_id = 1;
 };
 
-TEST_F(SandboxProcess, BootsExecsAndShutsDownGracefullyRecordingCompleted) {
+// A directory root served over virtio-fs: busybox and its applets, nothing else.
+void make_busybox_root(const fs::path& root) {
+    fs::create_directories(root / "bin");
+    fs::copy_file("/bin/busybox", root / "bin" / "busybox");
+    for (const char* applet : {"sh", "echo", "cat", "ls", "mkdir", "rm", "sync", "stat"})
+        fs::create_symlink("busybox", root / "bin" / applet);
+    for (const char* dir : {"dev", "proc", "sys", "tmp", "etc"}) fs::create_directories(root / dir);
+    std::ofstream(root / "etc" / "marker") << "directory root\n";
+}
+
+std::string slurp(const fs::path& path) {
+    std::ifstream in(path);
+    std::stringstream text;
+    text << in.rdbuf();
+    return text.str();
+}
+
+// One boot covers the virtio-fs wiring: a directory root, a read-write and a read-only mount,
+// the runtime share (heartbeat), exec, and a graceful stop that keeps what the guest wrote.
+TEST_F(SandboxProcess, DirectoryRootAndMountsExecAndAGracefulStopKeepsWrites) {
     if (::access("/dev/kvm", R_OK | W_OK) != 0)
         GTEST_SKIP() << "/dev/kvm not available on this host";
     if (::access(kernel_path().c_str(), R_OK) != 0)
         GTEST_SKIP() << "guest kernel not built: " << kernel_path();
+    ASSERT_EQ(::access("/bin/busybox", X_OK), 0) << "busybox-static is installed by scripts/setup";
+    make_busybox_root(home / "root");
+    fs::create_directories(home / "data");
+    fs::create_directories(home / "ro");
+    std::ofstream(home / "data" / "in.txt") << "from the host\n";
+    std::ofstream(home / "ro" / "keep.txt") << "read only\n";
+
     auto args = base_args();
-    args.insert(args.end(), {"--kernel", kernel_path(), "--ready-timeout", "120"});
+    args.insert(
+        args.end(),
+        {"--kernel", kernel_path(), "--ready-timeout", "600", "--rootfs-path",
+         (home / "root").string(), "--mount", "data:" + (home / "data").string(), "--mount",
+         "ro:" + (home / "ro").string() + ":ro", "--env", "MSB_DIR_MOUNTS=data:/data;ro:/ro:ro"});
     auto [pid, out] = start_msb(args);
     // Watchdog: whatever happens, the sandbox process does not outlive the test by much.
     std::thread watchdog([pid = pid] {
-        for (int i = 0; i < 300 && ::kill(pid, 0) == 0; ++i)
+        for (int i = 0; i < 900 && ::kill(pid, 0) == 0; ++i)
             std::this_thread::sleep_for(std::chrono::seconds(1));
         ::kill(pid, SIGKILL);
     });
     watchdog.detach();
 
     auto client =
-        Client::connect((home / "agent.sock").string(), Deadline::after(std::chrono::seconds(150)));
-    ASSERT_TRUE(client.ok()) << client.error().message();
+        Client::connect((home / "agent.sock").string(), Deadline::after(std::chrono::seconds(900)));
+    ASSERT_TRUE(client.ok()) << client.error().message() << "\n"
+                             << slurp(home / "logs" / "guest.log");
     auto echo = client->exec("echo", {"hello", "from", "msb"});
     ASSERT_TRUE(echo.ok()) << echo.error().message();
     EXPECT_EQ(echo->out, "hello from msb\n");
     EXPECT_EQ(echo->code, 0);
-    auto three = client->exec("sh", {"-c", "exit 3"});
-    ASSERT_TRUE(three.ok());
-    EXPECT_EQ(three->code, 3);
 
+    auto script = client->exec(
+        "sh", {"-c",
+               "cat /etc/marker /data/in.txt /ro/keep.txt && echo written > /data/out.txt && "
+               "mkdir /data/sub && echo root > /made-in-guest && "
+               "if echo x > /ro/new 2>/dev/null; then echo RO-WRITABLE; fi; "
+               "if rm /ro/keep.txt 2>/dev/null; then echo RO-REMOVABLE; fi; "
+               "ls /.msb; exit 3"});
+    ASSERT_TRUE(script.ok()) << script.error().message();
+    EXPECT_EQ(script->code, 3);
+    EXPECT_NE(script->out.find("directory root\nfrom the host\nread only\n"), std::string::npos)
+        << script->out;
+    EXPECT_EQ(script->out.find("RO-"), std::string::npos) << script->out;
+    EXPECT_NE(script->out.find("scripts"), std::string::npos) << "runtime share: " << script->out;
+    EXPECT_EQ(slurp(home / "data" / "out.txt"), "written\n");
+    EXPECT_TRUE(fs::is_directory(home / "data" / "sub"));
+    EXPECT_EQ(slurp(home / "root" / "made-in-guest"), "root\n");
+    EXPECT_FALSE(fs::exists(home / "ro" / "new"));
+    EXPECT_TRUE(fs::exists(home / "ro" / "keep.txt"));
+
+    // The last write before the stop must survive it.
+    auto last = client->exec("sh", {"-c", "echo last > /data/last.txt"});
+    ASSERT_TRUE(last.ok());
     ASSERT_TRUE(client
                     ->send(protocol::MessageType::Shutdown,
                            protocol::encode_payload(protocol::Shutdown{}), 0)
@@ -294,6 +348,9 @@ TEST_F(SandboxProcess, BootsExecsAndShutsDownGracefullyRecordingCompleted) {
     ::waitpid(pid, &status, 0);
     EXPECT_TRUE(WIFEXITED(status));
     EXPECT_EQ(WEXITSTATUS(status), 0);
+    EXPECT_EQ(slurp(home / "data" / "last.txt"), "last\n");
+    EXPECT_TRUE(fs::exists(home / "runtime" / "heartbeat.json"))
+        << "the agent writes its heartbeat into the runtime share";
     EXPECT_FALSE(fs::exists(home / "agent.sock"));
     auto db = MUST(store::Database::open(db_path));
     auto run = MUST(store::latest_run(db, sandbox_id));
@@ -301,6 +358,152 @@ TEST_F(SandboxProcess, BootsExecsAndShutsDownGracefullyRecordingCompleted) {
     EXPECT_EQ(run->status, store::RunStatus::Terminated);
     EXPECT_EQ(run->termination_reason, store::TerminationReason::Completed);
     EXPECT_EQ(run->exit_code, 0);
+}
+
+// Reads the sandbox process's start-up line ({"pid":N}) so the caller knows it is running.
+std::string startup_line(int fd) {
+    std::string line;
+    char c;
+    while (::read(fd, &c, 1) == 1 && c != '\n') line.push_back(c);
+    return line;
+}
+
+struct Ended {
+    int exit_code = -1;
+    double seconds = 0;  // from the call to its exit
+};
+
+Ended wait_for_exit(pid_t pid, int limit_secs) {
+    auto start = std::chrono::steady_clock::now();
+    std::thread watchdog([pid, limit_secs] {
+        for (int i = 0; i < limit_secs * 10 && ::kill(pid, 0) == 0; ++i)
+            std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        ::kill(pid, SIGKILL);
+    });
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    watchdog.join();
+    Ended e;
+    e.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    e.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    return e;
+}
+
+bool have_kvm_and_kernel() {
+    return ::access("/dev/kvm", R_OK | W_OK) == 0 && ::access(kernel_path().c_str(), R_OK) == 0;
+}
+
+// The watchers stop a sandbox whether or not its guest ever became ready: here the guest is
+// still booting (about a minute on the PVM host) when the limit passes.
+TEST_F(SandboxProcess, MaxDurationStopsTheSandboxEvenBeforeTheGuestIsReady) {
+    if (!have_kvm_and_kernel()) GTEST_SKIP() << "/dev/kvm or the guest kernel is missing";
+    auto args = base_args();
+    args.insert(args.end(), {"--kernel", kernel_path(), "--max-duration", "3"});
+    auto [pid, out] = start_msb(args);
+    ASSERT_EQ(startup_line(out.get()), "{\"pid\":" + std::to_string(pid) + "}");
+    Ended e = wait_for_exit(pid, 120);
+    // 3 s, then up to the 10 s shutdown grace for a guest that cannot answer yet.
+    EXPECT_LT(e.seconds, 3 + 10 + 15);
+    EXPECT_EQ(e.exit_code, 0);
+    auto db = MUST(store::Database::open(db_path));
+    auto run = MUST(store::latest_run(db, sandbox_id));
+    ASSERT_TRUE(run.has_value());
+    EXPECT_EQ(run->status, store::RunStatus::Terminated);
+    EXPECT_EQ(run->termination_reason, store::TerminationReason::MaxDurationExceeded);
+    EXPECT_FALSE(fs::exists(home / "agent.sock"));
+}
+
+TEST_F(SandboxProcess, SigtermStopsTheSandboxAndRecordsTheSignal) {
+    if (!have_kvm_and_kernel()) GTEST_SKIP() << "/dev/kvm or the guest kernel is missing";
+    auto args = base_args();
+    args.insert(args.end(), {"--kernel", kernel_path()});
+    auto [pid, out] = start_msb(args);
+    ASSERT_EQ(startup_line(out.get()), "{\"pid\":" + std::to_string(pid) + "}");
+    std::this_thread::sleep_for(std::chrono::seconds(1));  // let it reach the VM
+    ASSERT_EQ(::kill(pid, SIGTERM), 0);
+    Ended e = wait_for_exit(pid, 120);
+    EXPECT_LT(e.seconds, 10 + 15);
+    auto db = MUST(store::Database::open(db_path));
+    auto run = MUST(store::latest_run(db, sandbox_id));
+    ASSERT_TRUE(run.has_value());
+    EXPECT_EQ(run->status, store::RunStatus::Terminated);
+    EXPECT_EQ(run->termination_reason, store::TerminationReason::Signal);
+    EXPECT_EQ(MUST(store::get_sandbox_by_id(db, sandbox_id)).status, store::SandboxStatus::Stopped);
+    EXPECT_FALSE(fs::exists(home / "agent.sock"));
+}
+
+// A guest whose /init is not the agent never sends core.ready: the ready timeout ends the
+// sandbox as an internal error, with the reason and the guest's last output in the store.
+TEST_F(SandboxProcess, AGuestThatNeverSendsReadyEndsAsInternalError) {
+    if (!have_kvm_and_kernel()) GTEST_SKIP() << "/dev/kvm or the guest kernel is missing";
+    std::ofstream(home / "init.sh") << "#!/bin/busybox sh\necho not an agent\nexec sleep 100000\n";
+    std::string initrd = (home / "not-agent.cpio").string();
+    ASSERT_EQ(std::system((std::string(MSB_SOURCE_DIR) + "/guest/initramfs/busybox-initramfs.sh " +
+                           initrd + " " + (home / "init.sh").string())
+                              .c_str()),
+              0);
+    auto args = base_args();
+    args.insert(args.end(),
+                {"--kernel", kernel_path(), "--initramfs", initrd, "--ready-timeout", "3"});
+    auto [pid, out] = start_msb(args);
+    ASSERT_EQ(startup_line(out.get()), "{\"pid\":" + std::to_string(pid) + "}");
+    Ended e = wait_for_exit(pid, 120);
+    EXPECT_NE(e.exit_code, 0);
+    EXPECT_LT(e.seconds, 3 + 15);
+    auto db = MUST(store::Database::open(db_path));
+    auto run = MUST(store::latest_run(db, sandbox_id));
+    ASSERT_TRUE(run.has_value());
+    EXPECT_EQ(run->termination_reason, store::TerminationReason::InternalError);
+    ASSERT_TRUE(run->termination_detail.has_value());
+    EXPECT_NE(run->termination_detail->find("core.ready"), std::string::npos)
+        << *run->termination_detail;
+    EXPECT_FALSE(fs::exists(home / "agent.sock"));
+}
+
+// host.log timestamps are local time, "2026-12-01T21:53:43.797".
+std::optional<std::chrono::system_clock::time_point> log_time(const std::string& host_log,
+                                                              const std::string& needle) {
+    std::istringstream lines(host_log);
+    for (std::string line; std::getline(lines, line);) {
+        if (line.find(needle) == std::string::npos || line.size() < 23) continue;
+        std::tm tm{};
+        std::istringstream in(line.substr(0, 19));
+        in >> std::get_time(&tm, "%Y-%m-%dT%H:%M:%S");
+        if (in.fail()) return std::nullopt;
+        tm.tm_isdst = -1;
+        auto t = std::chrono::system_clock::from_time_t(std::mktime(&tm));
+        return t + std::chrono::milliseconds(std::stoi(line.substr(20, 3)));
+    }
+    return std::nullopt;
+}
+
+TEST_F(SandboxProcess, IdleTimeoutStopsAnIdleGuestWithinFourSecondsOfTheLastActivity) {
+    if (!have_kvm_and_kernel()) GTEST_SKIP() << "/dev/kvm or the guest kernel is missing";
+    auto args = base_args();
+    args.insert(args.end(),
+                {"--kernel", kernel_path(), "--ready-timeout", "600", "--idle-timeout", "2"});
+    auto [pid, out] = start_msb(args);
+    ASSERT_EQ(startup_line(out.get()), "{\"pid\":" + std::to_string(pid) + "}");
+    auto client =
+        Client::connect((home / "agent.sock").string(), Deadline::after(std::chrono::seconds(900)));
+    ASSERT_TRUE(client.ok()) << client.error().message();
+    // Activity: an exec of 3 s (longer than the timeout) must not count as idle.
+    auto busy = client->exec("sleep", {"3"});
+    ASSERT_TRUE(busy.ok()) << busy.error().message();
+    EXPECT_EQ(busy->code, 0);
+    auto last_activity = std::chrono::system_clock::now();
+    Ended e = wait_for_exit(pid, 120);
+    EXPECT_EQ(e.exit_code, 0);
+    auto db = MUST(store::Database::open(db_path));
+    auto run = MUST(store::latest_run(db, sandbox_id));
+    ASSERT_TRUE(run.has_value());
+    EXPECT_EQ(run->termination_reason, store::TerminationReason::IdleTimeout);
+    std::string host_log = slurp(home / "logs" / "host.log");
+    auto idle_at = log_time(host_log, "sandbox: idle for 2 s");
+    ASSERT_TRUE(idle_at.has_value()) << host_log;
+    double after = std::chrono::duration<double>(*idle_at - last_activity).count();
+    EXPECT_LE(after, 4.0) << host_log;
+    EXPECT_GE(after, 0.5) << "stopped while the exec had only just ended: " << host_log;
 }
 
 TEST_F(SandboxProcess, MainCommandStatusEndsTheSandboxAsFailed) {

@@ -45,6 +45,15 @@ TEST(TinyGuest, SerialOutputAndExitPortStatusReachTheHost) {
     std::filesystem::remove(console);
 }
 
+TEST(TinyGuest, BootMsrsAreWhatTheGuestReadsBack) {
+    MSB_REQUIRE_KVM();
+    auto vm = MUST(VmBuilder().flat_binary(guest("msrs")).build());
+    ExitStatus status = run_with_watchdog(vm, 20s);
+    ASSERT_EQ(status.reason, ExitReason::GuestExit) << status.detail;
+    // 7: MTRRs enabled with write-back default, fast strings on, LSTAR zero.
+    EXPECT_EQ(status.code, 7);
+}
+
 // Records what the guest does in its window and answers reads with 0x2a.
 class FakeDevice final : public virtio::MmioDevice {
 public:

@@ -4,12 +4,15 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
+#include <set>
 
 #include "arch/x86_64/boot_params.h"
 #include "arch/x86_64/cpuid.h"
 #include "arch/x86_64/gdt.h"
 #include "arch/x86_64/layout.h"
 #include "arch/x86_64/mptable.h"
+#include "arch/x86_64/msrs.h"
 #include "arch/x86_64/page_tables.h"
 
 namespace msb::arch::x86_64 {
@@ -167,6 +170,22 @@ TEST(Cpuid, DetectsPvmFromTheModuleDirectory) {
     std::filesystem::create_directories(dir / "kvm_pvm");
     EXPECT_EQ(detect_host_kind(dir.string()), HostKind::Pvm);
     std::filesystem::remove_all(dir);
+}
+
+TEST(BootMsrs, EnableWriteBackMtrrsAndFastStringsAndZeroTheSyscallEntries) {
+    auto msrs = boot_msrs();
+    auto value = [&](uint32_t index) -> std::optional<uint64_t> {
+        for (const auto& m : msrs)
+            if (m.index == index) return m.data;
+        return std::nullopt;
+    };
+    EXPECT_EQ(value(kMsrMtrrDefType), 0x806u);
+    EXPECT_EQ(value(kMsrMiscEnable), 1u);
+    for (uint32_t zero : {kMsrStar, kMsrLstar, kMsrCstar, kMsrSyscallMask, kMsrKernelGsBase,
+                          kMsrSysenterCs, kMsrSysenterEsp, kMsrSysenterEip})
+        EXPECT_EQ(value(zero), 0u) << std::hex << zero;
+    std::set<uint32_t> unique;
+    for (const auto& m : msrs) EXPECT_TRUE(unique.insert(m.index).second) << "twice: " << m.index;
 }
 
 TEST(BootParams, CarryTheCommandLineInitrdAndE820) {
