@@ -94,7 +94,7 @@ Status AgentService::start() {
     ready.ready_time_ns = boottime_ns();
     send_payload(0, ready);
     update_port_interest();
-    write_heartbeat();
+    write_heartbeat(/*force=*/true);
     // Children may have exited before the signalfd existed.
     on_sigchld();
     return {};
@@ -477,8 +477,14 @@ void AgentService::on_timer() {
     if (!m_shutting_down) write_heartbeat();
 }
 
-void AgentService::write_heartbeat() {
+void AgentService::write_heartbeat(bool force) {
     if (!m_options.runtime_dir) return;
+    const auto sessions = static_cast<uint32_t>(m_exec.size());
+    const uint64_t now = monotonic_ns();
+    if (!force && m_heartbeat_written_ns != 0 && sessions == m_heartbeat_sessions &&
+        m_last_activity_ns == m_heartbeat_activity_ns &&
+        now - m_heartbeat_written_ns < kHeartbeatRefreshNs)
+        return;
     const std::string& dir = *m_options.runtime_dir;
     struct stat st {};
     if (::stat(dir.c_str(), &st) < 0 || !S_ISDIR(st.st_mode)) return;  // not mounted: skip
@@ -498,7 +504,11 @@ void AgentService::write_heartbeat() {
     ::close(fd);
     if (!st_write.ok() || ::rename(tmp.c_str(), final_path.c_str()) < 0) {
         if (g_heartbeat_limit.allow()) log::warn("heartbeat: cannot update {}", final_path);
+        return;
     }
+    m_heartbeat_sessions = sessions;
+    m_heartbeat_activity_ns = m_last_activity_ns;
+    m_heartbeat_written_ns = now;
 }
 
 void AgentService::begin_shutdown() {

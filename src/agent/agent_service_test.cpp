@@ -541,6 +541,27 @@ TEST(AgentService, HeartbeatIsWrittenAtomicallyWithSessionCount) {
     h.wait_terminal(80);
 }
 
+TEST(AgentService, HeartbeatIsRewrittenOnlyWhenItChanges) {
+    TempDir dir;
+    ServiceOptions opts;
+    opts.runtime_dir = dir.path();
+    Harness h(opts);
+    std::string path = dir.path() + "/heartbeat.json";
+    auto inode = [&] {
+        struct stat st {};
+        return ::stat(path.c_str(), &st) == 0 ? st.st_ino : 0;
+    };
+    h.pump(std::chrono::milliseconds(200));
+    auto first = inode();
+    ASSERT_NE(first, 0u) << "written at start";
+    h.pump(std::chrono::milliseconds(2500));  // two ticks with nothing new
+    EXPECT_EQ(inode(), first) << "an unchanged heartbeat must not be rewritten";
+    h.send(81, exec("true", {}));  // a host frame: last_activity moves
+    h.wait_terminal(81);
+    h.pump(std::chrono::milliseconds(1500));
+    EXPECT_NE(inode(), first) << "activity must reach heartbeat.json on the next tick";
+}
+
 TEST(AgentService, NoHeartbeatWithoutRuntimeDir) {
     ServiceOptions opts;
     opts.runtime_dir = "/nonexistent-msb-runtime";

@@ -56,4 +56,25 @@ bool HeartbeatReader::is_idle(uint64_t idle_secs, std::chrono::system_clock::tim
     return heartbeat_is_idle(*heartbeat, idle_secs, now_ns);
 }
 
+bool HeartbeatReader::observe_idle(uint64_t idle_secs, uint64_t host_monotonic_ns) {
+    auto heartbeat = read();
+    if (!heartbeat) return false;
+    if (!m_seen || heartbeat->timestamp_ns != m_seen_timestamp_ns) {
+        m_seen = true;
+        m_seen_timestamp_ns = heartbeat->timestamp_ns;
+        m_seen_at_ns = host_monotonic_ns;
+    }
+    if (heartbeat->active_sessions != 0) return false;
+    // Guest-supplied: bound both terms before adding so nothing overflows.
+    int64_t guest_idle_ns = 0;
+    if (__builtin_sub_overflow(heartbeat->timestamp_ns, heartbeat->last_activity_ns,
+                               &guest_idle_ns) ||
+        guest_idle_ns < 0)
+        guest_idle_ns = 0;
+    uint64_t since_seen = host_monotonic_ns - m_seen_at_ns;
+    uint64_t idle_ns = static_cast<uint64_t>(guest_idle_ns);
+    if (idle_ns > UINT64_MAX - since_seen) return true;
+    return (idle_ns + since_seen) / 1'000'000'000ULL >= idle_secs;
+}
+
 }  // namespace msb::runtime

@@ -40,10 +40,21 @@ public:
         return is_idle(idle_secs, std::chrono::system_clock::now());
     }
 
+    // The watcher's check, immune to a guest clock that is off from the host's (common on the
+    // PVM host, where a slow boot leaves the guest's wall clock seconds behind): how long the
+    // guest has been idle is timestamp − last_activity, both on the guest's clock, plus the
+    // host time since this heartbeat was first seen (host monotonic ns). Idle when no session
+    // runs and that reaches idle_secs. Polled once a second, it fires at most about a second
+    // late, never early.
+    bool observe_idle(uint64_t idle_secs, uint64_t host_monotonic_ns);
+
     const std::string& path() const { return m_path; }
 
 private:
     std::string m_path;
+    bool m_seen = false;
+    int64_t m_seen_timestamp_ns = 0;  // the heartbeat observe_idle() saw last …
+    uint64_t m_seen_at_ns = 0;        // … and when it first saw it (host monotonic)
 };
 
 // The decision alone, for a heartbeat already read (exposed for tests and callers that

@@ -37,6 +37,36 @@ protected:
     std::string m_dir;
 };
 
+// A guest clock hours away from the host's changes nothing: only the guest's own interval
+// (timestamp − last_activity) and host time since the heartbeat was first seen count.
+TEST_F(HeartbeatReaderTest, ObserveIdleIgnoresAGuestClockFarFromTheHosts) {
+    const int64_t guest_now = 1'000 * kNs;  // the guest believes it is 1970
+    HeartbeatReader reader(m_dir);
+    uint64_t host = 5'000'000 * uint64_t(kNs);
+    // Last activity 1.5 s before the heartbeat was written.
+    write_file(protocol::encode_heartbeat_json({guest_now, 0, guest_now - 3 * kNs / 2}));
+    EXPECT_FALSE(reader.observe_idle(2, host));
+    EXPECT_FALSE(reader.observe_idle(2, host + kNs / 4));  // 1.75 s
+    EXPECT_TRUE(reader.observe_idle(2, host + kNs / 2));   // 2.0 s
+    // The next heartbeat (1 s later on the guest clock, still no activity) restarts the host
+    // term but carries the guest's 2.5 s.
+    write_file(protocol::encode_heartbeat_json({guest_now + kNs, 0, guest_now - 3 * kNs / 2}));
+    EXPECT_TRUE(reader.observe_idle(2, host + 2 * kNs));
+    EXPECT_FALSE(reader.observe_idle(3, host + 2 * kNs));
+}
+
+TEST_F(HeartbeatReaderTest, ObserveIdleIsNeverIdleWithSessionsOrGarbage) {
+    HeartbeatReader reader(m_dir);
+    write_file(protocol::encode_heartbeat_json({100 * kNs, 1, 0}));
+    EXPECT_FALSE(reader.observe_idle(1, 1'000 * uint64_t(kNs)));
+    // last_activity after the heartbeat's own time (a lying guest): counts as no idle time.
+    write_file(protocol::encode_heartbeat_json({101 * kNs, 0, 500 * kNs}));
+    EXPECT_FALSE(reader.observe_idle(1, 2'000 * uint64_t(kNs)));
+    EXPECT_TRUE(reader.observe_idle(1, 2'001 * uint64_t(kNs)));
+    write_file("not json");
+    EXPECT_FALSE(reader.observe_idle(0, 3'000 * uint64_t(kNs)));
+}
+
 TEST_F(HeartbeatReaderTest, IsIdleExactlyFromIdleSecsAfterTheLastActivity) {
     const int64_t last = 1'764'390'000 * kNs + 250'000'000;  // x.25 s
     write_heartbeat(last, 0);

@@ -202,6 +202,9 @@ public:
           m_context(context),
           m_heartbeat(config.runtime_dir) {}
 
+    // Thread-safe: the guest sent core.ready.
+    void mark_ready() { m_ready_ns.store(monotonic_ns()); }
+
     // Thread-safe: start a graceful stop (idempotent).
     void request_stop(ExitTrigger trigger, bool forward_to_guest) {
         if (!m_stop_requested.exchange(true)) {
@@ -234,8 +237,11 @@ public:
                 log::info("sandbox: max duration {} s exceeded", *secs);
                 request_stop(ExitTrigger::MaxDuration, true);
             }
+            // Idleness counts from core.ready at the earliest (a heartbeat may exist before).
+            uint64_t ready = m_ready_ns.load();
             if (auto secs = m_config.policy.idle_timeout_secs;
-                secs && !m_stop_requested && m_heartbeat.is_idle(*secs)) {
+                secs && !m_stop_requested && ready && now - ready >= *secs * 1'000'000'000ULL &&
+                m_heartbeat.observe_idle(*secs, now)) {
                 log::info("sandbox: idle for {} s", *secs);
                 request_stop(ExitTrigger::IdleTimeout, true);
             }
@@ -258,6 +264,7 @@ private:
     HeartbeatReader m_heartbeat;
     std::atomic<bool> m_stop_requested{false};
     std::atomic<uint64_t> m_stop_deadline_ns{0};
+    std::atomic<uint64_t> m_ready_ns{0};  // monotonic time core.ready arrived; 0 before
 };
 
 // Everything up to vm.enter(). Returns only on failure.
@@ -322,6 +329,7 @@ Status run(const Config& config, int original_stderr) {
     static std::unique_ptr<Watcher> watcher;
     watcher = std::make_unique<Watcher>(config, std::move(signals), *relay, exit, context);
     relay->on_shutdown = [] { watcher->request_stop(ExitTrigger::None, false); };
+    relay->on_ready = [] { watcher->mark_ready(); };
     relay->on_ready_timeout = [exit, log_dir = config.log_dir](const std::string& reason) {
         context.trigger.record(ExitTrigger::InternalError);
         context.set_detail(reason + "; last guest output:\n" +

@@ -270,8 +270,18 @@ TEST_F(Cli, RunPassesTheExitCodeThrough) {
 
 TEST_F(Cli, CreateExecCopyLogsInspectStopStartRemove) {
     if (!have_kvm()) GTEST_SKIP() << "/dev/kvm absent on this machine: no VM can run";
-    ASSERT_EQ(msb("create --name life --idle-timeout 2m").code, 0);
+    std::filesystem::create_directories(home + "/share");
+    std::ofstream(home + "/share/from-host.txt") << "shared";
+    ASSERT_EQ(msb("create --name life --idle-timeout 2m -v " + home + "/share:/data").code, 0);
     EXPECT_EQ(msb("exec life -- echo inside").out, "inside\n");
+    // The volume: host files visible, guest writes land on the host.
+    EXPECT_EQ(
+        msb("exec life -- sh -c 'cat /data/from-host.txt; echo back > /data/from-guest.txt'").out,
+        "shared");
+    std::ifstream from_guest(home + "/share/from-guest.txt");
+    EXPECT_EQ(
+        std::string(std::istreambuf_iterator<char>(from_guest), std::istreambuf_iterator<char>()),
+        "back\n");
     std::ofstream(home + "/in.txt") << "payload";
     ASSERT_EQ(msb("cp " + home + "/in.txt life:/tmp/in.txt").code, 0);
     ASSERT_EQ(msb("cp life:/tmp/in.txt " + home + "/out.txt").code, 0);
