@@ -5,7 +5,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 build=$(realpath "${1:-$here/../../build}")
-# Five sandboxes booting at once on one emulated CPU miss any sensible ready deadline when the
+# Three sandboxes booting at once on one emulated CPU miss any sensible ready deadline when the
 # host is busy (seen: > 180 s during a parallel build), so that one test is left out here by
 # default; run it explicitly on an idle host: run-nested-tests.sh build 'Cli.ParallelCreates*'.
 filter=${2:-*:-Cli.ParallelCreatesKeepNamesUniqueAndLoseNoRows}
