@@ -54,9 +54,12 @@ void add_sandbox_options(CLI::App* cmd, SandboxOptions& o) {
     cmd->add_option("--disk", o.disk, "Root disk image PATH[:FORMAT][:ro]");
     cmd->add_option("-c,--cpus", o.cpus, "Virtual CPUs");
     cmd->add_option("-m,--memory", o.memory, "Memory, e.g. 512M, 1G");
-    cmd->add_option("-v,--volume", o.volumes, "Share a host directory HOST:GUEST[:ro]");
-    cmd->add_option("--tmpfs", o.tmpfs, "tmpfs PATH[:SIZE]");
-    cmd->add_option("-e,--env", o.env, "Environment KEY=VALUE");
+    // One value per flag (repeat the flag for more): a flag that took every following word
+    // would swallow `--` and the command after it.
+    cmd->add_option("-v,--volume", o.volumes, "Share a host directory HOST:GUEST[:ro]")
+        ->allow_extra_args(false);
+    cmd->add_option("--tmpfs", o.tmpfs, "tmpfs PATH[:SIZE]")->allow_extra_args(false);
+    cmd->add_option("-e,--env", o.env, "Environment KEY=VALUE")->allow_extra_args(false);
     cmd->add_option("-w,--workdir", o.workdir, "Working directory in the guest");
     cmd->add_option("-u,--user", o.user, "User in the guest (user[:group] or uid[:gid])");
     cmd->add_option("-H,--hostname", o.hostname, "Guest hostname");
@@ -409,7 +412,7 @@ void add_user_commands(CLI::App& app) {
         cmd->add_option("name", *name, "Sandbox name")->required();
         cmd->add_option("command", *command, "Command and arguments (after --)")->required();
         cmd->add_flag("-t,--tty", *tty, "Allocate a PTY");
-        cmd->add_option("-e,--env", *env, "Environment KEY=VALUE");
+        cmd->add_option("-e,--env", *env, "Environment KEY=VALUE")->allow_extra_args(false);
         cmd->add_option("-w,--workdir", *workdir, "Working directory");
         cmd->add_option("-u,--user", *user, "User");
         cmd->add_option("--timeout", *timeout, "Kill the command after this long (30s, 5m)");

@@ -115,6 +115,10 @@ TEST_F(Cli, BadInputsFailCleanlyAndLeaveNothingBehind) {
     expect_one_line_error(msb("create --name Bad_Name"), "invalid sandbox name");
     expect_one_line_error(msb("create --idle-timeout soon"), "invalid duration");
     expect_one_line_error(msb("create --disk /nope.img"), "disk image /nope.img does not exist");
+    // Repeatable flags take one value each: `--` still ends the options, so the command's own
+    // `-c` is not read as --cpus (the memory error proves parsing got past them).
+    expect_one_line_error(msb("run -v /tmp:/a -e X=1 --tmpfs /t -m 12X -- sh -c true"),
+                          "invalid memory size");
     expect_empty_state();
 }
 
