@@ -60,6 +60,8 @@ struct ServiceOptions {
     std::vector<std::string> base_env;
     // Directory prepended to PATH of every exec.
     std::string scripts_dir = "/.msb/scripts";
+    // GLIBC_TUNABLES every exec gets ahead of its own (pin_glibc_tunables); empty for none.
+    std::string pinned_glibc_tunables;
     // core.shutdown: time between SIGTERM and SIGKILL.
     std::chrono::milliseconds kill_grace{3000};
     PeerClosedPolicy peer_closed = PeerClosedPolicy::Stop;
@@ -211,5 +213,11 @@ std::vector<std::string> merge_env(const std::vector<std::string>& base,
                                    const std::vector<std::string>& overrides,
                                    const std::string& scripts_dir,
                                    const std::optional<ResolvedUser>& user, bool tty);
+
+// Puts `pinned` in front of the environment's GLIBC_TUNABLES ("pinned:theirs", or just
+// `pinned`). Used for the tunables the kernel command line gave the agent: on PVM hosts they
+// keep glibc off AVX, whose state the guest kernel cannot save (docs/vmm.md). glibc reads the
+// list left to right, so a process that sets the same tunable itself still has the last word.
+void pin_glibc_tunables(std::vector<std::string>& env, std::string_view pinned);
 
 }  // namespace msb::agent

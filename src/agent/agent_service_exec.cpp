@@ -9,6 +9,7 @@
 #include "agent/agent_service.h"
 #include "agent/agent_service_sessions.h"
 #include "agent/spawn.h"
+#include "base/byte_copy.h"
 #include "base/log.h"
 
 namespace msb::agent {
@@ -22,6 +23,8 @@ log::RateLimit g_exec_limit;
 std::vector<uint8_t> to_bytes(std::string_view text) {
     return std::vector<uint8_t>(text.begin(), text.end());
 }
+
+constexpr std::string_view kGlibcTunables = "GLIBC_TUNABLES";
 
 bool env_has(const std::vector<std::string>& env, std::string_view name) {
     return find_env(env, name).has_value();
@@ -69,11 +72,21 @@ std::vector<std::string> merge_env(const std::vector<std::string>& base,
     return env;
 }
 
+void pin_glibc_tunables(std::vector<std::string>& env, std::string_view pinned) {
+    if (pinned.empty()) return;
+    const std::string value(pinned);
+    std::string theirs = find_env(env, kGlibcTunables).value_or("");
+    if (theirs == value || theirs.rfind(value + ":", 0) == 0) return;  // already in front
+    set_env(env, kGlibcTunables, theirs.empty() ? value : value + ":" + theirs);
+}
+
 // --- exec ---------------------------------------------------------------------------------
 
 std::vector<std::string> AgentService::exec_env(const protocol::ExecRequest& request,
                                                 const std::optional<ResolvedUser>& user) const {
-    return merge_env(m_options.base_env, request.env, m_options.scripts_dir, user, request.tty);
+    auto env = merge_env(m_options.base_env, request.env, m_options.scripts_dir, user, request.tty);
+    pin_glibc_tunables(env, m_options.pinned_glibc_tunables);
+    return env;
 }
 
 void AgentService::fail_exec(uint32_t id, int code, const std::string& message) {
@@ -230,7 +243,7 @@ void AgentService::read_output(ExecSession& s, int fd, bool drain) {
         ssize_t n = ::read(fd, buf.data(), buf.size());
         bool closed = false;
         if (n > 0) {
-            std::vector<uint8_t> data(buf.begin(), buf.begin() + n);
+            std::vector<uint8_t> data = copy_to_vector({buf.data(), static_cast<size_t>(n)});
             if (is_out)
                 send_payload(s.id, protocol::ExecStdout{std::move(data)});
             else

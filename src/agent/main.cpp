@@ -85,6 +85,10 @@ int run_agent() {
         default_user = user.value();
     }
     std::vector<std::string> env = process_env(boot.env);
+    // The kernel put command-line variables in our environment; GLIBC_TUNABLES among them is
+    // the VMM's (PVM: glibc must not use AVX) and goes to every process we start.
+    const char* tunables = ::getenv("GLIBC_TUNABLES");
+    const std::string pinned_tunables = tunables ? tunables : "";
     const uint64_t init_ns = boottime_ns() - start_ns;
 
     // The main command, when the boot config names one: stdio on the console, its own session;
@@ -97,6 +101,7 @@ int run_agent() {
         options.argv.insert(options.argv.end(), boot.exec_args.begin(), boot.exec_args.end());
         options.env =
             merge_env({}, env, runtime_mounted ? "/.msb/scripts" : "", default_user, false);
+        pin_glibc_tunables(options.env, pinned_tunables);
         options.cwd = boot.workdir;
         options.user = default_user;
         auto spawned = check(spawn(options), kExitSetup);
@@ -140,6 +145,7 @@ int run_agent() {
     options.default_user = config.user;
     options.base_env = env;
     options.scripts_dir = std::string(protocol::kScriptsPath);
+    options.pinned_glibc_tunables = pinned_tunables;
     options.peer_closed = PeerClosedPolicy::Wait;
     options.boot_time_ns = start_ns;
     options.init_time_ns = init_ns;

@@ -112,6 +112,25 @@ TEST(ExecEnv, PrependsScriptsAndFillsHome) {
     EXPECT_FALSE(find_env(again, "TERM"));
 }
 
+TEST(ExecEnv, PinnedGlibcTunablesGoInFrontOfTheProcesssOwn) {
+    const std::string pinned = "glibc.cpu.hwcaps=-XSAVE,-XSAVEC";
+    std::vector<std::string> none = {"A=1"};
+    pin_glibc_tunables(none, pinned);
+    EXPECT_EQ(find_env(none, "GLIBC_TUNABLES"), pinned);
+    EXPECT_EQ(find_env(none, "A"), "1");
+
+    std::vector<std::string> theirs = {"GLIBC_TUNABLES=glibc.malloc.check=3"};
+    pin_glibc_tunables(theirs, pinned);
+    EXPECT_EQ(find_env(theirs, "GLIBC_TUNABLES"), pinned + ":glibc.malloc.check=3");
+    ASSERT_EQ(theirs.size(), 1u);
+    pin_glibc_tunables(theirs, pinned);  // idempotent
+    EXPECT_EQ(find_env(theirs, "GLIBC_TUNABLES"), pinned + ":glibc.malloc.check=3");
+
+    std::vector<std::string> untouched = {"GLIBC_TUNABLES=x=1"};
+    pin_glibc_tunables(untouched, "");
+    EXPECT_EQ(find_env(untouched, "GLIBC_TUNABLES"), "x=1");
+}
+
 TEST(ExitCode, SignalledProcessesMapTo128PlusSignal) {
     EXPECT_EQ(exit_code_from_status(3 << 8), 3);
     EXPECT_EQ(exit_code_from_status(9), 137);

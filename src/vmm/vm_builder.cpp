@@ -63,6 +63,12 @@ std::string default_cmdline(bool pvm_host) {
     // PVM: XSAVE, cx16 (141), popcnt (151) and smap (308) cannot be emulated in kernel mode and
     // KVM_SET_CPUID2 cannot hide them; rodata=off saves 2.4 s of emulated page-table work.
     if (pvm_host) line += " noxsave clearcpuid=141,151,308 rodata=off";
+    // PVM: with `noxsave` the guest kernel saves only x87/SSE state per task, yet user code runs
+    // on the host CPU under the host's XCR0 and is told AVX is enabled; the upper halves of the
+    // YMM registers then leak between processes. The kernel passes this variable to init, and
+    // the agent to every process it starts: glibc (2.34+; the older names are listed too) then
+    // treats every XSAVE-managed feature — AVX, AVX2, AVX-512 — as unusable. See docs/vmm.md.
+    if (pvm_host) line += " GLIBC_TUNABLES=" + std::string(kPvmGlibcTunables);
     return line;
 }
 

@@ -18,6 +18,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "base/result.h"
@@ -38,6 +39,11 @@ inline constexpr uint32_t kLastDeviceIrq = 23;  // IOAPIC pins 0–23
 // The command line every boot starts with. On the PVM host it also turns off what that host
 // cannot emulate (see docs/vmm.md and ENVIRONMENT.md).
 std::string default_cmdline(bool pvm_host);
+
+// What default_cmdline() sets GLIBC_TUNABLES to on a PVM host: glibc off AVX (the guest kernel
+// cannot save it there).
+inline constexpr std::string_view kPvmGlibcTunables =
+    "glibc.cpu.hwcaps=-XSAVE,-XSAVEC,-AVX_Usable,-AVX2_Usable,-AVX512F_Usable";
 
 enum class ConsoleEcho { None, Stdout };
 
