@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <map>
@@ -355,6 +356,27 @@ TEST(AgentService, FloodingProcessIsThrottledNotTruncated) {
     EXPECT_EQ(total, 25165824u);
     EXPECT_EQ(summarize(frames).code, 0);
     EXPECT_GT(h.service().stats().backpressure_pauses, 0u);
+}
+
+// Content, not just length: frames of up to kOutputReadSize bytes must carry the pipe's bytes
+// in order (a zero-filled source such as /dev/zero could not show a hole).
+TEST(AgentService, LargeOutputArrivesByteForByte) {
+    Harness h;
+    h.send(21, exec("/bin/sh", {"-c", "seq 1 300000 | head -c 1048576"}));
+    auto frames = h.wait_terminal(21, std::chrono::seconds(60));
+    std::string got;
+    for (const auto& m : frames)
+        if (m.type == MessageType::ExecStdout) {
+            auto data = MUST(protocol::decode_payload<protocol::ExecStdout>(m.payload)).data;
+            got.append(data.begin(), data.end());
+        }
+    std::string want;
+    for (int i = 1; want.size() < 1048576; ++i) want += std::to_string(i) + "\n";
+    want.resize(1048576);
+    ASSERT_EQ(got.size(), want.size());
+    size_t diff = std::mismatch(got.begin(), got.end(), want.begin()).first - got.begin();
+    EXPECT_EQ(diff, got.size()) << "first difference at byte " << diff;
+    EXPECT_EQ(summarize(frames).code, 0);
 }
 
 protocol::FsResponse fs_response(const std::vector<Message>& frames) {

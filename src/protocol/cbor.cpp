@@ -3,6 +3,8 @@
 
 #include <fmt/format.h>
 
+#include "base/byte_copy.h"
+
 namespace msb::protocol::cbor {
 
 namespace {
@@ -150,7 +152,7 @@ void append_text(std::vector<uint8_t>& out, std::string_view text) {
 
 void append_bytes(std::vector<uint8_t>& out, std::span<const uint8_t> bytes) {
     append_head(out, Major::Bytes, bytes.size());
-    out.insert(out.end(), bytes.begin(), bytes.end());
+    append_bytes_to(out, bytes);
 }
 
 std::optional<uint64_t> FastReader::head(Major major) {

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <array>
 
+#include "base/byte_copy.h"
 #include "protocol/cbor.h"
 
 namespace msb::protocol {
@@ -128,8 +129,7 @@ Result<size_t> FrameDecoder::consume(std::span<const uint8_t> input) {
             m_buffer.reserve(
                 std::min(m_header->frame_size(), std::max(needed, 2 * m_buffer.capacity())));
         }
-        m_buffer.insert(m_buffer.end(), input.begin() + static_cast<ptrdiff_t>(taken),
-                        input.begin() + static_cast<ptrdiff_t>(taken + n));
+        append_bytes_to(m_buffer, input.subspan(taken, n));
         taken += n;
     }
     return taken;
@@ -213,7 +213,7 @@ std::optional<Message> decode_envelope_fast(std::span<const uint8_t> body) {
     Message message;
     message.version = static_cast<uint8_t>(*version);
     message.type = *type;
-    message.payload.assign(payload->begin(), payload->end());
+    message.payload = copy_to_vector(*payload);
     return message;
 }
 

@@ -6,6 +6,7 @@
 
 #include <array>
 
+#include "base/byte_copy.h"
 #include "protocol/cbor.h"
 
 namespace msb::protocol {
@@ -58,7 +59,7 @@ std::optional<std::vector<uint8_t>> decode_data_payload_fast(std::span<const uin
         }
     }
     if (!reader.at_end() || !data) return std::nullopt;
-    return std::vector<uint8_t>(data->begin(), data->end());
+    return copy_to_vector(*data);
 }
 
 template <typename P>
