@@ -28,6 +28,7 @@ g++ -O2 -static -o "$work/boot_timer" "$here/boot_timer.cpp"
 cmdline="console=ttyS0 panic=-1 reboot=k quiet"
 if [ -d /sys/module/kvm_pvm ] || [ "$nested" = 1 ]; then
     cmdline="$cmdline noxsave clearcpuid=141,151,308 rodata=off"
+    cmdline="$cmdline GLIBC_TUNABLES=glibc.cpu.hwcaps=-XSAVE,-XSAVEC,-AVX_Usable,-AVX2_Usable,-AVX512F_Usable"
 fi
 echo "kernel $kernel"
 echo "initrd $(stat -c %s "$work/initrd.cpio") bytes, uncompressed newc"

@@ -160,8 +160,12 @@ int run_agent() {
         power_off(exit_code_from_status(status));
     });
     check(service->start(), kExitInternal);
-    log::info("agent ready in {} (init {})", format_duration_ns(boottime_ns() - start_ns),
-              format_duration_ns(init_ns));
+    // CLOCK_BOOTTIME starts with the kernel: the last figure is kernel start → core.ready as the
+    // guest's clock sees it (bench/ready.sh reads it).
+    const uint64_t ready_ns = boottime_ns();
+    log::info("agent ready in {} (init {}; {} since kernel start)",
+              format_duration_ns(ready_ns - start_ns), format_duration_ns(init_ns),
+              format_duration_ns(ready_ns));
     Status ran = loop.run();
     fail(kExitInternal, ran.ok() ? "event loop stopped" : ran.error().message());
 }
