@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <filesystem>
@@ -358,6 +359,60 @@ TEST_F(SandboxProcess, DirectoryRootAndMountsExecAndAGracefulStopKeepsWrites) {
     EXPECT_EQ(run->status, store::RunStatus::Terminated);
     EXPECT_EQ(run->termination_reason, store::TerminationReason::Completed);
     EXPECT_EQ(run->exit_code, 0);
+}
+
+// A graceful stop keeps the last write on a block root: ext4 on a raw virtio-blk image, read
+// back on the host with debugfs after the VM is gone, and the filesystem was unmounted cleanly.
+TEST_F(SandboxProcess, BlockRootKeepsTheLastWriteAcrossAGracefulStop) {
+    if (::access("/dev/kvm", R_OK | W_OK) != 0)
+        GTEST_SKIP() << "/dev/kvm not available on this host";
+    if (::access(kernel_path().c_str(), R_OK) != 0)
+        GTEST_SKIP() << "guest kernel not built: " << kernel_path();
+    ASSERT_EQ(::access("/bin/busybox", X_OK), 0) << "busybox-static is installed by scripts/setup";
+    ASSERT_EQ(::access("/sbin/mke2fs", X_OK), 0) << "e2fsprogs is part of every Debian system";
+    make_busybox_root(home / "root");
+    const std::string image = (home / "root.ext4").string();
+    ASSERT_EQ(std::system(("/sbin/mke2fs -q -F -t ext4 -d '" + (home / "root").string() + "' '" +
+                           image + "' 32M > /dev/null")
+                              .c_str()),
+              0);
+
+    auto args = base_args();
+    args.insert(args.end(), {"--kernel", kernel_path(), "--ready-timeout", "600", "--rootfs-disk",
+                             image, "--rootfs-disk-format", "raw"});
+    auto [pid, out] = start_msb(args);
+    std::thread watchdog([pid = pid] {
+        for (int i = 0; i < 900 && ::kill(pid, 0) == 0; ++i)
+            std::this_thread::sleep_for(std::chrono::seconds(1));
+        ::kill(pid, SIGKILL);
+    });
+    watchdog.detach();
+
+    auto client =
+        Client::connect((home / "agent.sock").string(), Deadline::after(std::chrono::seconds(900)));
+    ASSERT_TRUE(client.ok()) << client.error().message() << "\n"
+                             << slurp(home / "logs" / "guest.log");
+    auto last = client->exec("sh", {"-c", "cat /etc/marker && echo last-before-stop > /last.txt"});
+    ASSERT_TRUE(last.ok()) << last.error().message();
+    EXPECT_EQ(last->out, "directory root\n");
+    EXPECT_EQ(last->code, 0);
+    ASSERT_TRUE(client
+                    ->send(protocol::MessageType::Shutdown,
+                           protocol::encode_payload(protocol::Shutdown{}), 0)
+                    .ok());
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    EXPECT_TRUE(WIFEXITED(status));
+    EXPECT_EQ(WEXITSTATUS(status), 0);
+
+    const std::string read_back = (home / "read_back.txt").string();
+    ASSERT_EQ(std::system(("/sbin/debugfs -R 'cat /last.txt' '" + image + "' > '" + read_back +
+                           "' 2>/dev/null")
+                              .c_str()),
+              0);
+    EXPECT_EQ(slurp(read_back), "last-before-stop\n");
+    EXPECT_EQ(std::system(("/sbin/e2fsck -fn '" + image + "' > /dev/null 2>&1").c_str()), 0)
+        << "the guest left the root filesystem unclean";
 }
 
 // Reads the sandbox process's start-up line ({"pid":N}) so the caller knows it is running.
