@@ -361,9 +361,10 @@ TEST_F(SandboxProcess, DirectoryRootAndMountsExecAndAGracefulStopKeepsWrites) {
     EXPECT_EQ(run->exit_code, 0);
 }
 
-// A graceful stop keeps the last write on a block root: ext4 on a raw virtio-blk image, read
-// back on the host with debugfs after the VM is gone, and the filesystem was unmounted cleanly.
-TEST_F(SandboxProcess, BlockRootKeepsTheLastWriteAcrossAGracefulStop) {
+// A graceful stop keeps the last writes on block devices: an ext4 root and an ext4 volume
+// (MSB_DISK_MOUNTS), each a raw virtio-blk image, read back on the host with debugfs after the
+// VM is gone; both filesystems were unmounted cleanly.
+TEST_F(SandboxProcess, BlockRootAndVolumeKeepTheLastWritesAcrossAGracefulStop) {
     if (::access("/dev/kvm", R_OK | W_OK) != 0)
         GTEST_SKIP() << "/dev/kvm not available on this host";
     if (::access(kernel_path().c_str(), R_OK) != 0)
@@ -377,9 +378,14 @@ TEST_F(SandboxProcess, BlockRootKeepsTheLastWriteAcrossAGracefulStop) {
                               .c_str()),
               0);
 
+    const std::string volume = (home / "data.ext4").string();
+    ASSERT_EQ(std::system(("/sbin/mke2fs -q -F -t ext4 '" + volume + "' 16M > /dev/null").c_str()),
+              0);
+
     auto args = base_args();
     args.insert(args.end(), {"--kernel", kernel_path(), "--ready-timeout", "600", "--rootfs-disk",
-                             image, "--rootfs-disk-format", "raw"});
+                             image, "--rootfs-disk-format", "raw", "--disk",
+                             "data:" + volume + ":raw", "--env", "MSB_DISK_MOUNTS=data:/vol:ext4"});
     auto [pid, out] = start_msb(args);
     std::thread watchdog([pid = pid] {
         for (int i = 0; i < 900 && ::kill(pid, 0) == 0; ++i)
@@ -392,7 +398,9 @@ TEST_F(SandboxProcess, BlockRootKeepsTheLastWriteAcrossAGracefulStop) {
         Client::connect((home / "agent.sock").string(), Deadline::after(std::chrono::seconds(900)));
     ASSERT_TRUE(client.ok()) << client.error().message() << "\n"
                              << slurp(home / "logs" / "guest.log");
-    auto last = client->exec("sh", {"-c", "cat /etc/marker && echo last-before-stop > /last.txt"});
+    auto last = client->exec("sh", {"-c",
+                                    "cat /etc/marker && echo last-before-stop > /last.txt && "
+                                    "echo volume-too > /vol/last.txt"});
     ASSERT_TRUE(last.ok()) << last.error().message();
     EXPECT_EQ(last->out, "directory root\n");
     EXPECT_EQ(last->code, 0);
@@ -405,14 +413,18 @@ TEST_F(SandboxProcess, BlockRootKeepsTheLastWriteAcrossAGracefulStop) {
     EXPECT_TRUE(WIFEXITED(status));
     EXPECT_EQ(WEXITSTATUS(status), 0);
 
-    const std::string read_back = (home / "read_back.txt").string();
-    ASSERT_EQ(std::system(("/sbin/debugfs -R 'cat /last.txt' '" + image + "' > '" + read_back +
-                           "' 2>/dev/null")
-                              .c_str()),
-              0);
-    EXPECT_EQ(slurp(read_back), "last-before-stop\n");
-    EXPECT_EQ(std::system(("/sbin/e2fsck -fn '" + image + "' > /dev/null 2>&1").c_str()), 0)
-        << "the guest left the root filesystem unclean";
+    auto read_back = [&](const std::string& img, const std::string& path) {
+        const std::string out_file = (home / "read_back.txt").string();
+        int rc = std::system(
+            ("/sbin/debugfs -R 'cat " + path + "' '" + img + "' > '" + out_file + "' 2>/dev/null")
+                .c_str());
+        return rc == 0 ? slurp(out_file) : "debugfs failed";
+    };
+    EXPECT_EQ(read_back(image, "/last.txt"), "last-before-stop\n");
+    EXPECT_EQ(read_back(volume, "/last.txt"), "volume-too\n");
+    for (const auto& img : {image, volume})
+        EXPECT_EQ(std::system(("/sbin/e2fsck -fn '" + img + "' > /dev/null 2>&1").c_str()), 0)
+            << "the guest left " << img << " unclean";
 }
 
 // Reads the sandbox process's start-up line ({"pid":N}) so the caller knows it is running.
