@@ -281,6 +281,15 @@ std::string slurp(const fs::path& path) {
     return text.str();
 }
 
+// Watchdog: whatever happens, the sandbox process does not outlive the test by much.
+void kill_after(pid_t pid, int seconds) {
+    std::thread([pid, seconds] {
+        for (int i = 0; i < seconds && ::kill(pid, 0) == 0; ++i)
+            std::this_thread::sleep_for(std::chrono::seconds(1));
+        ::kill(pid, SIGKILL);
+    }).detach();
+}
+
 // One boot covers the virtio-fs wiring: a directory root, a read-write and a read-only mount,
 // the runtime share (heartbeat), exec, and a graceful stop that keeps what the guest wrote.
 TEST_F(SandboxProcess, DirectoryRootAndMountsExecAndAGracefulStopKeepsWrites) {
@@ -302,13 +311,7 @@ TEST_F(SandboxProcess, DirectoryRootAndMountsExecAndAGracefulStopKeepsWrites) {
          (home / "root").string(), "--mount", "data:" + (home / "data").string(), "--mount",
          "ro:" + (home / "ro").string() + ":ro", "--env", "MSB_DIR_MOUNTS=data:/data;ro:/ro:ro"});
     auto [pid, out] = start_msb(args);
-    // Watchdog: whatever happens, the sandbox process does not outlive the test by much.
-    std::thread watchdog([pid = pid] {
-        for (int i = 0; i < 900 && ::kill(pid, 0) == 0; ++i)
-            std::this_thread::sleep_for(std::chrono::seconds(1));
-        ::kill(pid, SIGKILL);
-    });
-    watchdog.detach();
+    kill_after(pid, 900);
 
     auto client =
         Client::connect((home / "agent.sock").string(), Deadline::after(std::chrono::seconds(900)));
@@ -387,12 +390,7 @@ TEST_F(SandboxProcess, BlockRootAndVolumeKeepTheLastWritesAcrossAGracefulStop) {
                              image, "--rootfs-disk-format", "raw", "--disk",
                              "data:" + volume + ":raw", "--env", "MSB_DISK_MOUNTS=data:/vol:ext4"});
     auto [pid, out] = start_msb(args);
-    std::thread watchdog([pid = pid] {
-        for (int i = 0; i < 900 && ::kill(pid, 0) == 0; ++i)
-            std::this_thread::sleep_for(std::chrono::seconds(1));
-        ::kill(pid, SIGKILL);
-    });
-    watchdog.detach();
+    kill_after(pid, 900);
 
     auto client =
         Client::connect((home / "agent.sock").string(), Deadline::after(std::chrono::seconds(900)));
