@@ -24,12 +24,9 @@ trap 'rm -rf "$work"' EXIT
 
 g++ -O2 -static -o "$work/boot_timer" "$here/boot_timer.cpp"
 "$root/guest/initramfs/busybox-initramfs.sh" "$work/initrd.cpio"
-# The command line msb builds by default (vmm/vm_builder.cpp default_cmdline), given to QEMU too.
-cmdline="console=ttyS0 panic=-1 reboot=k quiet"
-if [ -d /sys/module/kvm_pvm ] || [ "$nested" = 1 ]; then
-    cmdline="$cmdline noxsave clearcpuid=141,151,308 rodata=off"
-    cmdline="$cmdline GLIBC_TUNABLES=glibc.cpu.hwcaps=-XSAVE,-XSAVEC,-AVX_Usable,-AVX2_Usable,-AVX512F_Usable"
-fi
+# The command line msb boots with (vmm/vm_builder.cpp default_cmdline), given to QEMU too.
+# --nested: the inner host is a PVM host as well.
+if [ "$nested" = 1 ]; then cmdline=$("$msb" kernel-cmdline --host pvm); else cmdline=$("$msb" kernel-cmdline); fi
 echo "kernel $kernel"
 echo "initrd $(stat -c %s "$work/initrd.cpio") bytes, uncompressed newc"
 echo "cmdline: $cmdline"

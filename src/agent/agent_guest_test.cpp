@@ -37,7 +37,7 @@ using protocol::MessageType;
 constexpr auto kBootWatchdog =
     std::chrono::seconds(600);  // a healthy boot: ~60 s on the nested PVM host
 constexpr const char* kCmdline =
-    "console=ttyS0 panic=-1 reboot=k noxsave clearcpuid=141,151,308 rodata=off quiet";
+    "console=ttyS0 panic=-1 reboot=k noxsave clearcpuid=141,151,308,297,580 rodata=off quiet";
 
 bool exists(const std::string& path) {
     struct stat st {};

@@ -1,4 +1,4 @@
-// kernel-path and vmm-run.
+// kernel-path, kernel-cmdline and vmm-run.
 #include "cli/vmm_commands.h"
 
 #include <signal.h>
@@ -10,6 +10,7 @@
 #include <memory>
 #include <vector>
 
+#include "arch/x86_64/cpuid.h"
 #include "base/log.h"
 #include "vmm/vm_builder.h"
 
@@ -18,6 +19,8 @@
 #endif
 
 namespace msb::cli {
+
+namespace x86 = arch::x86_64;
 
 namespace {
 
@@ -93,6 +96,20 @@ void add_vmm_commands(CLI::App& app) {
                 path.c_str());
             ::_exit(1);
         }
+        ::_exit(0);
+    });
+
+    auto host = std::make_shared<std::string>();
+    auto* cmdline = app.add_subcommand(
+        "kernel-cmdline", "Print the kernel command line msb boots with (before its devices)");
+    cmdline->group("");  // hidden; bench/boot.sh gives the same line to QEMU
+    cmdline->add_option("--host", *host, "host kind to print it for (default: this host's)")
+        ->check(CLI::IsMember({"pvm", "hardware"}));
+    cmdline->callback([host] {
+        bool pvm = host->empty() ? x86::detect_host_kind() == x86::HostKind::Pvm : *host == "pvm";
+        std::string line = vmm::default_cmdline(pvm);
+        (void)std::printf("%s\n", line.c_str());
+        (void)std::fflush(stdout);
         ::_exit(0);
     });
 
