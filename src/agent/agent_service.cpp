@@ -483,7 +483,9 @@ void AgentService::write_heartbeat(bool force) {
     const uint64_t now = monotonic_ns();
     if (!force && m_heartbeat_written_ns != 0 && sessions == m_heartbeat_sessions &&
         m_last_activity_ns == m_heartbeat_activity_ns &&
-        now - m_heartbeat_written_ns < kHeartbeatRefreshNs)
+        now - m_heartbeat_written_ns <
+            static_cast<uint64_t>(
+                std::chrono::nanoseconds(m_options.heartbeat_refresh).count()))
         return;
     const std::string& dir = *m_options.runtime_dir;
     struct stat st {};

@@ -50,8 +50,11 @@ enum class PeerClosedPolicy {
 struct ServiceOptions {
     int read_fd = -1;   // non-blocking mode is set by the service
     int write_fd = -1;  // may equal read_fd
-    // Directory receiving heartbeat.json every second; nullopt disables the heartbeat.
+    // Directory receiving heartbeat.json; nullopt disables the heartbeat.
     std::optional<std::string> runtime_dir;
+    // heartbeat.json is checked every second and rewritten when its content changed, or when
+    // this long passed since the last write (MSB_HEARTBEAT_REFRESH; the protocol's 1 s default).
+    std::chrono::seconds heartbeat_refresh{1};
     // Where /etc/passwd and /etc/group are read for `user` fields.
     std::string root = "/";
     // User for requests that name none (MSB_USER); nullopt = the agent's own credentials.
@@ -84,10 +87,6 @@ public:
     static constexpr size_t kHighWater = 2 * 1024 * 1024;
     static constexpr size_t kLowWater = 512 * 1024;
     static constexpr size_t kOutputReadSize = 64 * 1024;
-    // heartbeat.json is checked every second but rewritten only when it changed or this long
-    // after the last write: on the PVM host every write is a handful of virtio-fs round trips
-    // whose emulated kernel work cost a quarter of an idle guest's CPU at one write a second.
-    static constexpr uint64_t kHeartbeatRefreshNs = 30'000'000'000ULL;
     static constexpr size_t kStdinBacklogLimit = 4 * 1024 * 1024;
 
     // `loop` must outlive the service.
@@ -164,7 +163,7 @@ private:
     void on_sigchld();
     void on_timer();
     // Rewrites heartbeat.json when its content changed (session count, last activity) or
-    // kHeartbeatRefresh passed since the last write; `force` writes regardless.
+    // options.heartbeat_refresh passed since the last write; `force` writes regardless.
     void write_heartbeat(bool force = false);
     void begin_shutdown();
     void finish_shutdown_if_done();

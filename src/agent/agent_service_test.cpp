@@ -563,10 +563,35 @@ TEST(AgentService, HeartbeatIsWrittenAtomicallyWithSessionCount) {
     h.wait_terminal(80);
 }
 
-TEST(AgentService, HeartbeatIsRewrittenOnlyWhenItChanges) {
+TEST(AgentService, HeartbeatIsRewrittenEverySecondByDefault) {
     TempDir dir;
     ServiceOptions opts;
     opts.runtime_dir = dir.path();
+    Harness h(opts);
+    auto timestamp = [&] {
+        std::ifstream in(dir.path() + "/heartbeat.json");
+        std::stringstream ss;
+        ss << in.rdbuf();
+        auto parsed = protocol::parse_heartbeat_json(ss.str());
+        return parsed.ok() ? parsed->timestamp_ns : int64_t{0};
+    };
+    h.pump(std::chrono::milliseconds(200));
+    std::vector<int64_t> seen{timestamp()};
+    ASSERT_NE(seen[0], 0) << "written at start";
+    for (int i = 0; i < 3; i++) {
+        h.pump(std::chrono::milliseconds(1000));
+        seen.push_back(timestamp());
+    }
+    // Nothing happened, yet each 1 s tick wrote a fresh timestamp (the protocol's heartbeat).
+    for (size_t i = 1; i < seen.size(); i++)
+        EXPECT_GT(seen[i], seen[i - 1]) << "tick " << i << " did not rewrite heartbeat.json";
+}
+
+TEST(AgentService, HeartbeatIsRewrittenOnlyWhenItChangesWithALongRefresh) {
+    TempDir dir;
+    ServiceOptions opts;
+    opts.runtime_dir = dir.path();
+    opts.heartbeat_refresh = std::chrono::seconds(30);
     Harness h(opts);
     std::string path = dir.path() + "/heartbeat.json";
     auto inode = [&] {

@@ -438,6 +438,12 @@ Result<GuestConfig> GuestConfig::parse(const std::vector<std::string>& env) {
         config.rlimits = TRY(parse_rlimits(v));
         return {};
     }));
+    TRY(apply("MSB_HEARTBEAT_REFRESH", [&](const std::string& v) -> Status {
+        uint64_t seconds = TRY(parse_u64(v));
+        if (seconds < 1 || seconds > 3600) return Error("expected 1 to 3600 seconds");
+        config.heartbeat_refresh_s = static_cast<uint32_t>(seconds);
+        return {};
+    }));
     TRY(apply("MSB_NET", [&](const std::string& v) -> Status {
         config.net = TRY(parse_net(v));
         return {};

@@ -110,6 +110,8 @@ struct GuestConfig {
     std::optional<NetInterface> net;
     std::optional<NetAddress> ipv4;
     std::optional<NetAddress> ipv6;
+    // MSB_HEARTBEAT_REFRESH: seconds between rewrites of an unchanged heartbeat.json.
+    uint32_t heartbeat_refresh_s = 1;
 
     // Parses the MSB_* entries of `env` ("K=V" strings; other entries are ignored). The first
     // malformed variable fails the whole parse; the error reads `NAME="value": reason`.

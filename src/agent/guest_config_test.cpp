@@ -150,6 +150,19 @@ TEST(GuestConfig, RejectsMalformedHostnameUserAndRlimits) {
     expect_rejected("MSB_RLIMITS=nofile=-1", "not a number");
 }
 
+TEST(GuestConfig, HeartbeatRefreshIsWholeSecondsFromOneToAnHour) {
+    EXPECT_EQ(GuestConfig::parse({})->heartbeat_refresh_s, 1u);
+    auto config = GuestConfig::parse({"MSB_HEARTBEAT_REFRESH=30"});
+    ASSERT_TRUE(config.ok()) << config.error().message();
+    EXPECT_EQ(config->heartbeat_refresh_s, 30u);
+    EXPECT_EQ(GuestConfig::parse({"MSB_HEARTBEAT_REFRESH=3600"})->heartbeat_refresh_s, 3600u);
+    expect_rejected("MSB_HEARTBEAT_REFRESH=0", "1 to 3600");
+    expect_rejected("MSB_HEARTBEAT_REFRESH=3601", "1 to 3600");
+    expect_rejected("MSB_HEARTBEAT_REFRESH=1.5", "not a number");
+    expect_rejected("MSB_HEARTBEAT_REFRESH=", "empty number");
+    expect_rejected("MSB_HEARTBEAT_REFRESH=99999999999999999999999", "out of range");
+}
+
 TEST(GuestConfig, ParsesAndValidatesNetwork) {
     auto config = GuestConfig::parse({
         "MSB_NET=iface=eth0,mac=02:00:00:00:00:01,mtu=1500",

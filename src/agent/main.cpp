@@ -142,6 +142,7 @@ int run_agent() {
     ServiceOptions options;
     options.read_fd = options.write_fd = port;
     if (runtime_mounted) options.runtime_dir = std::string(protocol::kRuntimeMountPoint);
+    options.heartbeat_refresh = std::chrono::seconds(config.heartbeat_refresh_s);
     options.default_user = config.user;
     options.base_env = env;
     options.scripts_dir = std::string(protocol::kScriptsPath);

@@ -62,6 +62,9 @@ inline constexpr std::string_view kEnvNet = "MSB_NET";
 inline constexpr std::string_view kEnvNetIpv4 = "MSB_NET_IPV4";
 inline constexpr std::string_view kEnvNetIpv6 = "MSB_NET_IPV6";
 inline constexpr std::string_view kEnvHostAlias = "MSB_HOST_ALIAS";
+// msb's own addition: seconds between rewrites of an unchanged heartbeat.json (1–3600; default 1,
+// the protocol's "every second"). Changes are written on the next 1 s tick regardless.
+inline constexpr std::string_view kEnvHeartbeatRefresh = "MSB_HEARTBEAT_REFRESH";
 
 // --- Payloads (field order = wire order) ----------------------------------------------------
 

@@ -1,6 +1,8 @@
 // Flag value parsers and the guest environment.
 #include "runtime/config.h"
 
+#include <algorithm>
+
 #include "protocol/messages.h"
 
 namespace msb::runtime {
@@ -74,8 +76,13 @@ Result<DiskSpec> DiskSpec::parse(std::string_view text) {
     return spec;
 }
 
-std::vector<std::string> guest_env(const Config& config) {
+std::vector<std::string> guest_env(const Config& config, bool pvm_host) {
     std::vector<std::string> env = config.env;
+    const std::string refresh = std::string(protocol::kEnvHeartbeatRefresh) + "=";
+    if (pvm_host && std::none_of(env.begin(), env.end(), [&](const std::string& entry) {
+            return entry.starts_with(refresh);
+        }))
+        env.push_back(refresh + "30");
     if (config.rootfs_disk) append_block_root_env(env);
     if (config.rootfs_path) {
         const std::string prefix = std::string(protocol::kEnvRoot) + "=";

@@ -71,7 +71,9 @@ struct Config {
 };
 
 // The environment handed to the guest: `config.env`, MSB_BLOCK_ROOT for a disk root, and PATH
-// with /.msb/scripts first (the seed's build_vm order).
-std::vector<std::string> guest_env(const Config& config);
+// with /.msb/scripts first (the seed's build_vm order). On a PVM host, MSB_HEARTBEAT_REFRESH=30
+// unless the caller set it: there each heartbeat write is a few emulated virtio-fs round trips
+// and one a second kept an idle guest's vCPU busy (docs/agent.md).
+std::vector<std::string> guest_env(const Config& config, bool pvm_host = false);
 
 }  // namespace msb::runtime

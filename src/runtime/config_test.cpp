@@ -54,6 +54,19 @@ TEST(GuestEnv, AddsBlockRootForDiskRootsAndScriptsPath) {
     EXPECT_NE(std::find(env.begin(), env.end(), "MSB_BLOCK_ROOT=/dev/vda"), env.end());
 }
 
+TEST(GuestEnv, PvmHostsRefreshAnUnchangedHeartbeatEvery30sUnlessTheCallerChose) {
+    Config c;
+    auto count = [](const std::vector<std::string>& env, const std::string& entry) {
+        return std::count(env.begin(), env.end(), entry);
+    };
+    EXPECT_EQ(count(guest_env(c, /*pvm_host=*/false), "MSB_HEARTBEAT_REFRESH=30"), 0);
+    EXPECT_EQ(count(guest_env(c, /*pvm_host=*/true), "MSB_HEARTBEAT_REFRESH=30"), 1);
+    c.env = {"MSB_HEARTBEAT_REFRESH=1"};
+    auto env = guest_env(c, /*pvm_host=*/true);
+    EXPECT_EQ(count(env, "MSB_HEARTBEAT_REFRESH=30"), 0);
+    EXPECT_EQ(count(env, "MSB_HEARTBEAT_REFRESH=1"), 1);
+}
+
 TEST(GuestEnv, DirectoryRootsBootFromVirtiofsUnlessTheCallerChoseARoot) {
     Config c;
     c.rootfs_path = "/srv/root";

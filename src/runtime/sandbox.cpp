@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "agent/boot_config.h"
+#include "arch/x86_64/cpuid.h"
 #include "base/log.h"
 #include "base/time.h"
 #include "base/unique_fd.h"
@@ -36,6 +37,8 @@
 #include "vmm/vm_builder.h"
 
 namespace msb::runtime {
+
+namespace x86 = arch::x86_64;
 
 namespace {
 
@@ -70,7 +73,7 @@ Result<std::vector<uint8_t>> boot_config_cpio(const Config& config) {
     agent::BootConfig boot;
     boot.exec_path = config.exec_path;
     boot.exec_args = config.exec_args;
-    boot.env = guest_env(config);
+    boot.env = guest_env(config, x86::detect_host_kind() == x86::HostKind::Pvm);
     if (config.workdir) boot.workdir = config.workdir;
     loader::CpioWriter cpio;
     TRY(cpio.add_directory(".msb-boot", 0755));
