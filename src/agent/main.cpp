@@ -162,7 +162,7 @@ int run_agent() {
     });
     check(service->start(), kExitInternal);
     // CLOCK_BOOTTIME starts with the kernel: the last figure is kernel start → core.ready as the
-    // guest's clock sees it (bench/ready.sh reads it).
+    // guest's clock sees it (bench/sandbox_bench.cpp reads it).
     const uint64_t ready_ns = boottime_ns();
     log::info("agent ready in {} (init {}; {} since kernel start)",
               format_duration_ns(ready_ns - start_ns), format_duration_ns(init_ns),
