@@ -17,6 +17,7 @@ of sandbox_bench; defaults are scaled down on the PVM host (docs/performance.md)
 """
 
 import argparse
+import atexit
 import datetime
 import json
 import os
@@ -24,6 +25,7 @@ import platform
 import re
 import resource
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -201,7 +203,9 @@ def step_density(build, results):
 
 
 def sandbox_env(build):
+    """A private MSB_HOME for one step, removed when the runner exits."""
     home = tempfile.mkdtemp(prefix="msb-bench-home-")
+    atexit.register(shutil.rmtree, home, ignore_errors=True)
     return dict(os.environ, MSB_HOME=home, MSB_BIN=os.path.join(build, "msb"),
                 MSB_READY_TIMEOUT="900s")
 
