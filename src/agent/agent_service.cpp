@@ -481,11 +481,16 @@ void AgentService::write_heartbeat(bool force) {
     if (!m_options.runtime_dir) return;
     const auto sessions = static_cast<uint32_t>(m_exec.size());
     const uint64_t now = monotonic_ns();
+    // Due on the tick nearest to `refresh` after the last write: with a 1 s refresh on a 1 s
+    // tick, a tick handled a little earlier than the previous one must still count, or every
+    // other rewrite would slip to 2 s.
+    const auto refresh_ns =
+        static_cast<uint64_t>(std::chrono::nanoseconds(m_options.heartbeat_refresh).count());
+    const auto half_tick_ns =
+        static_cast<uint64_t>(std::chrono::nanoseconds(kIdleTick).count()) / 2;
     if (!force && m_heartbeat_written_ns != 0 && sessions == m_heartbeat_sessions &&
         m_last_activity_ns == m_heartbeat_activity_ns &&
-        now - m_heartbeat_written_ns <
-            static_cast<uint64_t>(
-                std::chrono::nanoseconds(m_options.heartbeat_refresh).count()))
+        now - m_heartbeat_written_ns + half_tick_ns < refresh_ns)
         return;
     const std::string& dir = *m_options.runtime_dir;
     struct stat st {};

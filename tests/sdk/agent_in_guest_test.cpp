@@ -172,9 +172,11 @@ TEST_F(AgentInGuest, PtyIsATerminalAndFollowsResizes) {
 }
 
 // Sizes: what the issue asks for on hardware KVM. On the PVM host every guest syscall and kernel
-// copy is emulated and a sandbox guest moves ~32 KiB/s through `seq | head | agent | port`
-// (measured; see docs/agent.md), so there the defaults are scaled down. MSB_TEST_STREAM_MIB,
-// MSB_TEST_FS_MIB and MSB_TEST_SESSIONS override them.
+// copy is emulated: a sandbox moves ~32 KiB/s through `seq | head | agent | port` and ~0.1 MiB/s
+// through the fs protocol (measured; docs/agent.md), so 1 GiB would take hours and 100 MiB each
+// way some 20 minutes; there the stream and fs sizes are scaled down. 100 sessions run
+// everywhere (about six minutes here). MSB_TEST_STREAM_MIB, MSB_TEST_FS_MIB and
+// MSB_TEST_SESSIONS override them.
 bool on_pvm() { return fs::exists("/sys/module/kvm_pvm"); }
 uint64_t env_or(const char* name, uint64_t hardware, uint64_t pvm) {
     if (const char* v = std::getenv(name); v && *v) return std::stoull(v);
@@ -182,7 +184,7 @@ uint64_t env_or(const char* name, uint64_t hardware, uint64_t pvm) {
 }
 uint64_t stream_bytes() { return env_or("MSB_TEST_STREAM_MIB", 1024, 1) << 20; }
 uint64_t fs_bytes() { return env_or("MSB_TEST_FS_MIB", 100, 2) << 20; }
-int session_count() { return static_cast<int>(env_or("MSB_TEST_SESSIONS", 100, 20)); }
+int session_count() { return static_cast<int>(env_or("MSB_TEST_SESSIONS", 100, 100)); }
 
 // Byte for byte, not only the count: on the PVM host glibc's vector memcpy in the agent once
 // punched 16-byte holes of zeros into every 64 KiB frame (base/byte_copy.h, docs/vmm.md).
@@ -323,9 +325,8 @@ TEST_F(AgentInGuest, HeartbeatEverySecondAndLastActivityMovesOnlyOnHostFrames) {
     }
     ASSERT_TRUE(first.has_value()) << slurp(runtime_dir() + "/heartbeat.json");
     // Idle for ten seconds: nothing from the host, so last_activity stays where it was, but the
-    // agent rewrites the file on its 1 s tick with a fresh timestamp. On the PVM host one
-    // rewrite is ~1 s of emulated kernel work (a few virtio-fs round trips), so ticks merge and
-    // the gap is 1-2 s there (msb's PVM default is therefore 30 s; docs/agent.md).
+    // agent rewrites the file on every 1 s tick with a fresh timestamp (gaps measured on the
+    // guest's clock; one late tick is allowed for on a loaded host).
     std::vector<int64_t> stamps;
     for (int i = 0; i < 40; i++) {
         std::this_thread::sleep_for(250ms);
@@ -342,9 +343,10 @@ TEST_F(AgentInGuest, HeartbeatEverySecondAndLastActivityMovesOnlyOnHostFrames) {
         widest = std::max(widest, gap);
         gaps += std::to_string(gap / 1'000'000) + " ms ";
     }
-    std::printf("heartbeat rewrites while idle, %zu in 10 s; gaps: %s\n", stamps.size(), gaps.c_str());
-    EXPECT_GE(stamps.size(), 5u) << "gaps: " << gaps;
-    EXPECT_LE(widest, 2'600'000'000) << "gaps: " << gaps;
+    std::printf("heartbeat rewrites while idle, %zu in 10 s; gaps: %s\n", stamps.size(),
+                gaps.c_str());
+    EXPECT_GE(stamps.size(), 8u) << "gaps: " << gaps;
+    EXPECT_LE(widest, 2'200'000'000) << "gaps: " << gaps;
     // A running session shows within a couple of ticks; its end and the host frame that
     // started it move last_activity.
     auto running = sandbox().exec_stream("sleep", {"8"});
