@@ -1,10 +1,14 @@
 // The msb CLI driven as a user would: the binary with arguments, against a private MSB_HOME.
 #include <gtest/gtest.h>
+#include <pty.h>
+#include <sys/ioctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <array>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -32,12 +36,13 @@ protected:
     }
     void TearDown() override { fs::remove_all(home); }
 
-    // Runs `msb args` with MSB_HOME=home; stdin from /dev/null.
-    Output msb(const std::string& args) {
+    // Runs `msb args` with MSB_HOME=home; stdin from /dev/null. `ready_timeout`: how long a
+    // boot may take (MSB_TEST_READY_TIMEOUT overrides it, e.g. under emulated KVM).
+    Output msb(const std::string& args, const std::string& ready_timeout = "600s") {
         std::string errfile = home + "/.stderr." + std::to_string(::gettid());
-        // Boots under emulated KVM (tests/vmm/run-nested-tests.sh) need a longer deadline.
         const char* ready = std::getenv("MSB_TEST_READY_TIMEOUT");
-        std::string cmd = "MSB_HOME='" + home + "' MSB_READY_TIMEOUT=" + (ready ? ready : "600s") +
+        std::string cmd = "MSB_HOME='" + home +
+                          "' MSB_READY_TIMEOUT=" + (ready ? std::string(ready) : ready_timeout) +
                           " " MSB_BINARY_DIR "/msb " + args + " </dev/null 2>" + errfile;
         Output o;
         FILE* p = ::popen(cmd.c_str(), "r");
@@ -207,13 +212,14 @@ TEST_F(Cli, ParallelCreatesKeepNamesUniqueAndLoseNoRows) {
     // Six `msb create` processes at once on three names. With KVM exactly one per name wins.
     // Without KVM each either loses the name race ("already exists") or fails at boot and
     // cleans up after itself; either way one line each and nothing left behind. (Three names,
-    // not more: every winner boots a guest, and on the PVM host each boot is a minute of CPU.)
+    // not more: every winner boots a guest, and on the PVM host each boot is a minute of CPU;
+    // with other tests' guests on the same two cores a boot can take ten, hence 20 minutes.)
     constexpr int kNames = 3;
     std::vector<std::thread> threads;
     std::vector<Output> results(2 * kNames);
     for (int i = 0; i < 2 * kNames; i++)
         threads.emplace_back(
-            [&, i] { results[i] = msb("create --name p" + std::to_string(i % kNames)); });
+            [&, i] { results[i] = msb("create --name p" + std::to_string(i % kNames), "1200s"); });
     for (auto& t : threads) t.join();
     if (have_kvm()) {
         int ok = 0;
@@ -269,6 +275,63 @@ TEST_F(Cli, RunPassesTheExitCodeThrough) {
     auto o = msb("run -- sh -c 'echo hi; exit 7'");
     EXPECT_EQ(o.code, 7) << o.err;
     EXPECT_EQ(o.out, "hi\n");
+    expect_empty_state();
+}
+
+// `msb run -t` from a terminal: the guest command gets a PTY of the terminal's size, and the
+// exit code comes back through it.
+TEST_F(Cli, RunWithATtyGivesTheCommandAPtyOfTheTerminalsSize) {
+    if (!have_kvm()) GTEST_SKIP() << "/dev/kvm absent on this machine: no VM can run";
+    winsize ws{};
+    ws.ws_row = 33;
+    ws.ws_col = 77;
+    int master = -1;
+    pid_t pid = ::forkpty(&master, nullptr, nullptr, &ws);
+    ASSERT_GE(pid, 0) << "forkpty: " << std::strerror(errno);
+    if (pid == 0) {
+        ::setenv("MSB_HOME", home.c_str(), 1);
+        ::setenv("MSB_READY_TIMEOUT", "600s", 1);
+        ::execl(MSB_BINARY_DIR "/msb", "msb", "run", "-t", "--", "sh", "-c",
+                "tty; stty size; exit 5", static_cast<char*>(nullptr));
+        ::_exit(127);
+    }
+    std::string seen;
+    char buf[4096];
+    for (;;) {
+        ssize_t n = ::read(master, buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;  // EIO once the child side is closed
+        seen.append(buf, static_cast<size_t>(n));
+    }
+    ::close(master);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 5) << status << "\n" << seen;
+    EXPECT_NE(seen.find("/dev/pts/"), std::string::npos) << seen;
+    EXPECT_NE(seen.find("33 77"), std::string::npos) << seen;
+    expect_empty_state();
+}
+
+// Ten `msb run` at once against one MSB_HOME: every one boots its own sandbox, gets its own
+// output and exit code, and cleans up. On the PVM host each boot is over a minute of CPU, so
+// ten share two cores for about ten minutes: the boots get a 20-minute deadline.
+TEST_F(Cli, TenParallelRunsAllSucceedAndLeaveNothing) {
+    if (!have_kvm()) GTEST_SKIP() << "/dev/kvm absent on this machine: no VM can run";
+    constexpr int kRuns = 10;
+    std::vector<std::thread> threads;
+    std::vector<Output> results(kRuns);
+    for (int i = 0; i < kRuns; i++) {
+        threads.emplace_back([&, i] {
+            results[i] = msb("run -m 128M -- sh -c 'echo run-" + std::to_string(i) + "; exit " +
+                                 std::to_string(i) + "'",
+                             "1200s");
+        });
+    }
+    for (auto& t : threads) t.join();
+    for (int i = 0; i < kRuns; i++) {
+        EXPECT_EQ(results[i].code, i) << "run " << i << ": " << results[i].err;
+        EXPECT_EQ(results[i].out, "run-" + std::to_string(i) + "\n") << results[i].err;
+    }
     expect_empty_state();
 }
 
