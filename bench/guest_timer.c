@@ -139,7 +139,6 @@ int main(int argc, char** argv) {
         printf("walk_us=%lld entries=%ld\n", now_us() - start, entries);
         return 0;
     }
-    fprintf(stderr,
-            "usage: guest_timer spawn N PROGRAM | write PATH MIB | read PATH | walk DIR\n");
+    fprintf(stderr, "usage: guest_timer spawn N PROGRAM | write PATH MIB | read PATH | walk DIR\n");
     return 2;
 }

@@ -41,7 +41,8 @@ void BM_SplitAndDecodeStdoutStream(benchmark::State& state) {
         FrameDecoder decoder;
         size_t frames = 0;
         for (size_t at = 0; at < stream.size(); at += 4096) {
-            std::span<const uint8_t> piece(stream.data() + at, std::min<size_t>(4096, stream.size() - at));
+            std::span<const uint8_t> piece(stream.data() + at,
+                                           std::min<size_t>(4096, stream.size() - at));
             auto fed = decoder.feed(piece, [&](RawFrame&& raw) {
                 auto msg = decode_message(raw);
                 if (!msg.ok()) return;

@@ -26,9 +26,11 @@ import re
 import resource
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -56,12 +58,17 @@ def percentile(sorted_values, fraction):
     return sorted_values[min(rank, len(sorted_values)) - 1]
 
 
+NAME = re.compile(r"^[a-z0-9_]+(\.[A-Za-z0-9_<>:-]+)+$")  # as results.schema.json
+
+
 def summarize(figure):
     """Validates one raw figure and adds its statistics; raises StepFailed when unusable."""
+    if not isinstance(figure, dict):
+        raise StepFailed(f"a figure must be a JSON object, not {figure!r}"[:200])
     name = figure.get("name")
     samples = figure.get("samples")
-    if not isinstance(name, str) or not name:
-        raise StepFailed(f"a figure without a name: {figure}")
+    if not isinstance(name, str) or not NAME.match(name):
+        raise StepFailed(f"a figure needs a dotted lower-case name, not {name!r}")
     if not isinstance(samples, list) or not samples:
         raise StepFailed(f"{name}: no samples")
     if not all(isinstance(v, (int, float)) and v == v for v in samples):
@@ -99,21 +106,35 @@ def bench_lines(text):
 
 
 def run(command, env=None, timeout=3600, echo=True):
-    """Runs a shell command, echoing its output as it comes; returns (status, stdout text)."""
+    """Runs a shell command, echoing its output as it comes; returns (status, stdout text).
+    After `timeout` seconds its whole process group is killed and the step fails."""
     if echo:
         print(f"$ {command}", flush=True)
     proc = subprocess.Popen(command, shell=True, stdout=subprocess.PIPE, text=True,
-                            env=env, cwd=ROOT, errors="replace")
+                            env=env, cwd=ROOT, errors="replace", start_new_session=True)
+    expired = threading.Event()
+
+    def expire():
+        expired.set()
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    timer = threading.Timer(timeout, expire)
+    timer.start()
     lines = []
-    deadline = time.monotonic() + timeout
-    for line in proc.stdout:
-        lines.append(line)
-        if echo and not line.startswith("BENCH "):
-            print("  " + line, end="", flush=True)
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise StepFailed(f"timed out after {timeout} s: {command}")
-    return proc.wait(), "".join(lines)
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if echo and not line.startswith("BENCH "):
+                print("  " + line, end="", flush=True)
+        status = proc.wait()
+    finally:
+        timer.cancel()
+    if expired.is_set():
+        raise StepFailed(f"timed out after {timeout} s: {command}")
+    return status, "".join(lines)
 
 
 def command_step(command, env=None, timeout=3600):
@@ -160,6 +181,9 @@ def step_boot(build, results):
             continue
         who = m.group(1)
         marker, first, exit_ms = float(m.group(2)), float(m.group(3)), float(m.group(4))
+        if m.group(5) != "0":
+            raise StepFailed(f"{who}: a boot ended with status {m.group(5)} (0 expected: init "
+                             "powers off after the marker)")
         if marker < 0:
             raise StepFailed(f"{who}: a boot never printed the /init marker")
         fields[who].setdefault("marker", []).append(marker)
@@ -198,8 +222,9 @@ def step_density(build, results):
     # One sandbox alone was measured by the sandbox step; reuse it instead of another boot.
     alone = next((r for r in results if r["name"] == "exec.true_round_trip"), None)
     baseline = f" --baseline-ms {alone['median']:.3f}" if alone else ""
-    return command_step(f"{shlex.quote(binary)} density{baseline}", env=sandbox_env(build),
-                        timeout=5400)
+    timer = os.path.join(build, "bench", "guest_timer")
+    return command_step(f"{shlex.quote(binary)} density --guest-timer {shlex.quote(timer)}"
+                        f"{baseline}", env=sandbox_env(build), timeout=5400)
 
 
 def sandbox_env(build):
@@ -327,7 +352,7 @@ def main(argv):
         try:
             figures = [summarize(f) for f in fn(results)]
             results.extend(figures)
-        except (StepFailed, OSError, ValueError, subprocess.SubprocessError) as e:
+        except Exception as e:  # noqa: BLE001 — any failure of a step is reported, not fatal
             failures.append({"step": name, "error": str(e)})
             print(f"bench: step {name} FAILED: {e}", file=sys.stderr, flush=True)
         timings[name] = round(time.monotonic() - s0, 1)

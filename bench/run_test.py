@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 import jsonschema
@@ -75,13 +76,30 @@ class Runner(unittest.TestCase):
                 ("empty", emit({"name": "empty.x", "unit": "ms", "samples": []})),
                 ("nan", "echo 'BENCH {\"name\": \"nan.x\", \"unit\": \"ms\", \"samples\": [NaN]}'"),
                 ("unitless", emit({"name": "unitless.x", "samples": [1]})),
-                ("garbled", "echo 'BENCH {not json'")):
+                ("garbled", "echo 'BENCH {not json'"),
+                ("notobject", "echo 'BENCH [1, 2]'"),
+                ("badname", emit({"name": "Nodots", "unit": "ms", "samples": [1]}))):
             with self.subTest(step=name):
                 code, doc, _, _ = self.run_bench((name, command))
                 self.assertNotEqual(code, 0)
                 validate(doc)
                 self.assertEqual(doc["results"], [])
                 self.assertEqual(doc["failures"][0]["step"], name)
+
+    def test_p99_is_the_nearest_rank(self):
+        code, doc, _, _ = self.run_bench(
+            ("many", emit({"name": "many.x", "unit": "ms", "samples": list(range(1, 201))})))
+        self.assertEqual(code, 0)
+        r = doc["results"][0]
+        self.assertEqual((r["median"], r["p99"], r["max"]), (100.5, 198, 200))
+
+    def test_a_hung_step_is_killed_at_its_timeout(self):
+        sys.path.insert(0, HERE)
+        import run
+        start = time.monotonic()
+        with self.assertRaises(run.StepFailed):
+            run.run("sleep 30", timeout=1, echo=False)
+        self.assertLess(time.monotonic() - start, 10)
 
     def test_schema_rejects_incomplete_results(self):
         code, doc, _, _ = self.run_bench(

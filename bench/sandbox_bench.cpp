@@ -8,9 +8,10 @@
 //       ready on the host; kernel → core.ready on the guest's clock), then on the last one:
 //       exec and fs round trips, the guest's own spawn time, VMM memory, stream throughput, and
 //       virtio-fs and virtio-blk against the host.
-//   sandbox_bench density [--max N] [--baseline-ms MS]
-//       1..N sandboxes created at once: time until all are ready, and whether an exec round
-//       trip stays within 2x of one sandbox alone (MS, measured by `main`; else N = 1 here).
+//   sandbox_bench density --guest-timer PATH [--max N] [--baseline-ms MS]
+//       1..N sandboxes of main's configuration created at once: time until all are ready, and
+//       whether an exec round trip stays within 2x of one sandbox alone (MS, measured by
+//       `main`; else N = 1 here).
 //
 // Sizes default to what the issue asks on hardware KVM and are scaled down on the PVM host,
 // where every guest kernel instruction is emulated (docs/performance.md); MSB_BENCH_* override.
@@ -18,9 +19,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -28,6 +32,7 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "msb/sandbox.h"
@@ -40,14 +45,30 @@ using Clock = std::chrono::steady_clock;
 
 bool on_pvm() { return fs::exists("/sys/module/kvm_pvm"); }
 
-uint64_t setting(const char* name, uint64_t hardware, uint64_t pvm) {
-    if (const char* v = std::getenv(name); v && *v) return std::stoull(v);
-    return on_pvm() ? pvm : hardware;
-}
-
 [[noreturn]] void fail(const std::string& what) {
     (void)std::fprintf(stderr, "sandbox_bench: %s\n", what.c_str());
     std::exit(1);
+}
+
+// A whole number ≥ 1 (sizes, counts): anything else is a usage error, never a zero figure.
+uint64_t positive(const std::string& text, const std::string& what) {
+    uint64_t value = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (ec != std::errc() || end != text.data() + text.size() || value == 0)
+        fail(what + " must be a whole number of at least 1, not \"" + text + "\"");
+    return value;
+}
+
+uint64_t setting(const char* name, uint64_t hardware, uint64_t pvm) {
+    if (const char* v = std::getenv(name); v && *v) return positive(v, name);
+    return on_pvm() ? pvm : hardware;
+}
+
+// Quoted for /bin/sh.
+std::string quote(const std::string& text) {
+    std::string out = "'";
+    for (char c : text) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    return out + "'";
 }
 
 template <typename T>
@@ -68,8 +89,8 @@ double ms_since(Clock::time_point start) {
 void report(const std::string& name, const std::string& unit, const std::vector<double>& samples,
             const std::string& better, const std::string& what) {
     if (samples.empty()) fail(name + ": no samples");
-    nlohmann::json j = {{"name", name},     {"unit", unit},  {"samples", samples},
-                        {"better", better}, {"what", what}};
+    nlohmann::json j = {
+        {"name", name}, {"unit", unit}, {"samples", samples}, {"better", better}, {"what", what}};
     std::printf("BENCH %s\n", j.dump().c_str());
     std::fflush(stdout);
 }
@@ -102,9 +123,15 @@ std::optional<double> parse_duration_ms(const std::string& text) {
 // Kernel start → core.ready on the guest's clock, from the agent's line in the guest log
 // ("agent ready in X (init Y; Z since kernel start)").
 double kernel_to_ready_ms(const std::string& sandbox_dir) {
-    std::string log = slurp(fs::path(sandbox_dir) / "logs" / "guest.log");
-    auto at = log.find("agent ready in ");
-    if (at == std::string::npos) fail("no 'agent ready' line in " + sandbox_dir + "/logs/guest.log");
+    std::string log;
+    auto at = std::string::npos;
+    for (int i = 0; i < 50 && at == std::string::npos; i++) {  // the log may trail by a moment
+        if (i) std::this_thread::sleep_for(100ms);
+        log = slurp(fs::path(sandbox_dir) / "logs" / "guest.log");
+        at = log.rfind("agent ready in ");
+    }
+    if (at == std::string::npos)
+        fail("no 'agent ready' line in " + sandbox_dir + "/logs/guest.log");
     auto semi = log.find("; ", at);
     auto since = log.find(" since kernel start", at);
     if (semi == std::string::npos || since == std::string::npos || since < semi)
@@ -119,7 +146,11 @@ uint64_t status_kib(pid_t pid, const std::string& field) {
     std::ifstream in("/proc/" + std::to_string(pid) + "/status");
     std::string line;
     while (std::getline(in, line)) {
-        if (line.starts_with(field + ":")) return std::stoull(line.substr(field.size() + 1));
+        if (line.starts_with(field + ":")) {
+            std::stringstream value(line.substr(field.size() + 1));
+            uint64_t kib = 0;
+            if (value >> kib) return kib;
+        }
     }
     fail("no " + field + " in /proc/" + std::to_string(pid) + "/status");
 }
@@ -132,16 +163,30 @@ std::string field(const std::string& line, const std::string& key) {
     return line.substr(at, line.find_first_of(" \n", at) - at);
 }
 
+double number(const std::string& text) {
+    double value = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (ec != std::errc() || end != text.data() + text.size() || !(value > 0))
+        fail("expected a positive number, got \"" + text + "\"");
+    return value;
+}
+
 std::vector<double> numbers(const std::string& csv, double scale) {
     std::vector<double> out;
     std::stringstream s(csv);
     std::string item;
-    while (std::getline(s, item, ',')) out.push_back(std::stod(item) * scale);
+    while (std::getline(s, item, ',')) out.push_back(number(item) * scale);
     return out;
 }
 
+// guest time / host time of one guest_timer figure.
+double ratio(const std::string& guest_line, const std::string& host_line, const std::string& key) {
+    return number(field(guest_line, key)) / number(field(host_line, key));
+}
+
 // Runs a command in the guest; its stdout, failing loudly on a non-zero exit.
-std::string guest_run(msb::Sandbox& sb, const std::string& cmd, const std::vector<std::string>& args) {
+std::string guest_run(msb::Sandbox& sb, const std::string& cmd,
+                      const std::vector<std::string>& args) {
     auto out = must(sb.exec(cmd, args), "exec " + cmd);
     if (out.exit_code != 0)
         fail(cmd + " exited " + std::to_string(out.exit_code) + ": " + out.stderr_data);
@@ -167,13 +212,14 @@ std::string make_root_image(const fs::path& dir, const std::string& guest_timer,
     fs::copy_file("/bin/busybox", root / "bin" / "busybox");
     std::stringstream applets(host_run("/bin/busybox --list"));
     for (std::string applet; std::getline(applets, applet);)
-        if (!applet.empty() && applet != "busybox") fs::create_symlink("busybox", root / "bin" / applet);
+        if (!applet.empty() && applet != "busybox")
+            fs::create_symlink("busybox", root / "bin" / applet);
     fs::copy_file(guest_timer, root / "bin" / "guest_timer");
     for (const char* d : {"dev", "proc", "sys", "tmp", "run", "etc", "data"})
         fs::create_directories(root / d);
     const std::string image = (dir / "root.ext4").string();
-    (void)host_run("/sbin/mke2fs -q -F -t ext4 -d '" + root.string() + "' '" + image + "' " +
-                   std::to_string(mib) + "M 2>&1");
+    (void)host_run("/sbin/mke2fs -q -F -t ext4 -d " + quote(root.string()) + " " + quote(image) +
+                   " " + std::to_string(mib) + "M 2>&1");
     return image;
 }
 
@@ -233,10 +279,31 @@ double stdin_mib_s(msb::Sandbox& sb, uint64_t mib) {
     for (;;) {
         auto e = must(h.next_event(600s), "stdin stream");
         if (e.kind == msb::ExecEventKind::Stdout) out += e.data;
-        if (e.kind == msb::ExecEventKind::Exited) break;
+        if (e.kind == msb::ExecEventKind::Exited) {
+            if (e.exit_code != 0) fail("wc -c exited " + std::to_string(e.exit_code));
+            break;
+        }
     }
-    if (std::stoull(out) != mib << 20) fail("stdin stream: wc counted " + out);
+    while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
+    if (out != std::to_string(mib << 20)) fail("stdin stream: wc counted \"" + out + "\"");
     return double(mib) / (ms_since(start) / 1e3);
+}
+
+// This run's scratch directory (root images, shared directories), removed at exit, failures
+// included.
+fs::path g_work;
+
+const fs::path& work_dir() {
+    if (g_work.empty()) {
+        std::string tmpl = (fs::temp_directory_path() / "msb-bench-XXXXXX").string();
+        if (!::mkdtemp(tmpl.data())) fail("mkdtemp " + tmpl + ": " + std::strerror(errno));
+        g_work = tmpl;
+        std::atexit([] {
+            std::error_code ignored;
+            fs::remove_all(g_work, ignored);
+        });
+    }
+    return g_work;
 }
 
 void run_main(const std::string& guest_timer, int boots) {
@@ -246,7 +313,7 @@ void run_main(const std::string& guest_timer, int boots) {
     const uint64_t device_mib = setting("MSB_BENCH_DEVICE_MIB", 256, 2);
     const uint64_t walk_files = setting("MSB_BENCH_WALK_FILES", 10000, 200);
     const int reps = static_cast<int>(setting("MSB_BENCH_REPS", 5, 2));  // streams, devices
-    const fs::path work = fs::temp_directory_path() / ("msb-bench-" + std::to_string(getpid()));
+    const fs::path& work = work_dir();
     const std::string share = (work / "share").string();
     fs::create_directories(share);
     const std::string image = make_root_image(work, guest_timer, 64 + 2 * device_mib);
@@ -345,24 +412,25 @@ void run_main(const std::string& guest_timer, int boots) {
         }
         for (int i = 0; i < reps; i++) {
             auto g = guest_run(sb, "/bin/guest_timer", {"write", "/data/seq.bin", n});
-            auto h = host_run(guest_timer + " write " + share + "/seq.bin " + n);
-            w.push_back(std::stod(field(g, "write_us")) / std::stod(field(h, "write_us")));
+            auto h = host_run(quote(guest_timer) + " write " + quote(share + "/seq.bin") + " " + n);
+            w.push_back(ratio(g, h, "write_us"));
             g = guest_run(sb, "/bin/guest_timer", {"read", "/data/seq.bin"});
-            h = host_run(guest_timer + " read " + share + "/seq.bin");
-            r.push_back(std::stod(field(g, "read_us")) / std::stod(field(h, "read_us")));
+            h = host_run(quote(guest_timer) + " read " + quote(share + "/seq.bin"));
+            r.push_back(ratio(g, h, "read_us"));
             g = guest_run(sb, "/bin/guest_timer", {"walk", "/data/tree"});
-            h = host_run(guest_timer + " walk " + share + "/tree");
+            h = host_run(quote(guest_timer) + " walk " + quote(share + "/tree"));
             if (field(g, "entries") != field(h, "entries"))
                 fail("walk: the guest saw " + field(g, "entries") + " entries, the host " +
                      field(h, "entries"));
-            walk.push_back(std::stod(field(g, "walk_us")) / std::stod(field(h, "walk_us")));
+            walk.push_back(ratio(g, h, "walk_us"));
         }
         report("device.virtiofs_seq_write", "x host", w, "lower",
                n + " MiB sequential write + fsync on a virtio-fs volume, guest time / host time");
         report("device.virtiofs_seq_read", "x host", r, "lower",
                n + " MiB sequential read (host page cache warm), guest time / host time");
-        report("device.virtiofs_walk", "x host", walk, "lower",
-               std::to_string(walk_files + 20) + " entries: readdir + lstat, guest time / host time");
+        report(
+            "device.virtiofs_walk", "x host", walk, "lower",
+            std::to_string(walk_files + 20) + " entries: readdir + lstat, guest time / host time");
     }
     // virtio-blk: the ext4 root against the host's own file system. The guest drops its page
     // cache before reading, so its reads reach the device; the host reads warm.
@@ -372,13 +440,13 @@ void run_main(const std::string& guest_timer, int boots) {
         const std::string host_file = (work / "blk.bin").string();
         for (int i = 0; i < reps; i++) {
             auto g = guest_run(sb, "/bin/guest_timer", {"write", "/blk.bin", n});
-            auto h = host_run(guest_timer + " write " + host_file + " " + n);
-            w.push_back(std::stod(field(g, "write_us")) / std::stod(field(h, "write_us")));
+            auto h = host_run(quote(guest_timer) + " write " + quote(host_file) + " " + n);
+            w.push_back(ratio(g, h, "write_us"));
             (void)guest_run(sb, "sh", {"-c", "sync; echo 3 > /proc/sys/vm/drop_caches"});
             g = guest_run(sb, "/bin/guest_timer", {"read", "/blk.bin"});
-            h = host_run(guest_timer + " read " + host_file);
+            h = host_run(quote(guest_timer) + " read " + quote(host_file));
             if (field(g, "bytes") != field(h, "bytes")) fail("blk read: sizes differ");
-            r.push_back(std::stod(field(g, "read_us")) / std::stod(field(h, "read_us")));
+            r.push_back(ratio(g, h, "read_us"));
         }
         report("device.virtioblk_seq_write", "x host", w, "lower",
                n + " MiB sequential write + fsync on the ext4 block root, guest time / host time");
@@ -387,45 +455,77 @@ void run_main(const std::string& guest_timer, int boots) {
                    "time (host warm)");
     }
     stop(sb);
-    fs::remove_all(work);
 }
 
-// `baseline_ms`: the exec round trip of one sandbox alone on an otherwise idle host (the main
-// run's median); 0 measures it here as N = 1.
-void run_density(int max_n, double baseline_ms) {
+// The sandboxes have the main run's configuration (their own copy of the ext4 root image and a
+// virtio-fs volume). `baseline_ms`: the main run's exec round trip, one sandbox alone on an
+// otherwise idle host; 0 measures it here as N = 1.
+void run_density(const std::string& guest_timer, int max_n, double baseline_ms) {
+    const fs::path& work = work_dir();
+    const std::string image = make_root_image(work, guest_timer, 64);
     double baseline = baseline_ms;
     int largest = baseline > 0 ? 1 : 0;
     for (int n = baseline > 0 ? 2 : 1; n <= max_n; n++) {
+        for (int i = 0; i < n; i++) {
+            const auto dir = work / ("d" + std::to_string(i + 1));
+            fs::create_directories(dir / "share");
+            fs::copy_file(image, dir / "root.ext4", fs::copy_options::overwrite_existing);
+        }
         auto start = Clock::now();
         // Detached: a sandbox the SDK starts attached stops when the thread that created it
-        // exits (PR_SET_PDEATHSIG), and these are created on short-lived threads.
-        std::vector<std::future<msb::Sandbox>> starting;
+        // exits (PR_SET_PDEATHSIG), and these are created on short-lived threads. The idle
+        // timeout stops them should this program die before it stops them itself.
+        std::vector<std::future<msb::Result<msb::Sandbox>>> starting;
         for (int i = 0; i < n; i++) {
-            starting.push_back(std::async(std::launch::async, [i] {
-                auto name = "bench-d" + std::to_string(i + 1);
-                return must(msb::Sandbox::builder(name).cpus(1).memory_mib(128)
-                                .replace(msb::Replace::Yes).create_detached(),
-                            "create " + name);
+            const auto dir = work / ("d" + std::to_string(i + 1));
+            starting.push_back(std::async(std::launch::async, [i, dir] {
+                return msb::Sandbox::builder("bench-d" + std::to_string(i + 1))
+                    .cpus(1)
+                    .memory_mib(128)
+                    .disk((dir / "root.ext4").string(), "raw")
+                    .volume((dir / "share").string(), "/data")
+                    .idle_timeout(900)
+                    .replace(msb::Replace::Yes)
+                    .create_detached();
             }));
         }
         std::vector<msb::Sandbox> all;
-        for (auto& f : starting) all.push_back(f.get());
+        std::string errors;
+        for (auto& f : starting) {
+            auto sb = f.get();
+            if (sb.ok()) {
+                all.push_back(std::move(sb).value());
+            } else {
+                errors += " " + sb.error().message();
+            }
+        }
+        if (!errors.empty()) {
+            for (auto& sb : all) (void)sb.kill();
+            fail("density " + std::to_string(n) + ": create failed:" + errors);
+        }
         double all_ready = ms_since(start);
         std::vector<double> rtt;
         for (auto& sb : all) {
             auto samples = exec_round_trips(sb, 3);
             rtt.insert(rtt.end(), samples.begin(), samples.end());
         }
-        std::vector<std::future<void>> stopping;
-        for (auto& sb : all) stopping.push_back(std::async(std::launch::async, [&sb] { stop(sb); }));
-        for (auto& f : stopping) f.get();
+        std::vector<std::future<msb::Status>> stopping;
+        for (auto& sb : all)
+            stopping.push_back(std::async(std::launch::async, [&sb] { return sb.stop(120s); }));
+        for (size_t i = 0; i < all.size(); i++) {
+            auto stopped = stopping[i].get();
+            if (!stopped.ok()) fail("stop " + all[i].name() + ": " + stopped.error().message());
+            (void)msb::Sandbox::remove(all[i].name());
+        }
         const double m = median(rtt);
         if (baseline <= 0) baseline = m;
         const bool responsive = m <= 2 * baseline;
         std::printf("density %d: all ready in %.0f ms; exec round trip %.0f ms (alone %.0f ms)%s\n",
                     n, all_ready, m, baseline, responsive ? "" : " — not responsive");
         report("density.n" + std::to_string(n) + ".all_ready", "ms", {all_ready}, "lower",
-               std::to_string(n) + " sandboxes (128 MiB) created at once, until all are ready");
+               std::to_string(n) +
+                   " sandboxes (128 MiB, ext4 root, virtio-fs volume) created at "
+                   "once, until all are ready");
         report("density.n" + std::to_string(n) + ".exec_round_trip", "ms", rtt, "lower",
                "exec(\"true\") round trip with " + std::to_string(n) + " sandboxes running");
         if (!responsive) break;
@@ -436,29 +536,40 @@ void run_density(int max_n, double baseline_ms) {
                " tried) whose exec round trip stays within 2x of one sandbox alone");
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-    std::vector<std::string> args(argv + 1, argv + argc);
+int run(const std::vector<std::string>& args) {
     auto option = [&](const std::string& name, const std::string& fallback) {
         auto it = std::find(args.begin(), args.end(), name);
         return it != args.end() && it + 1 != args.end() ? *(it + 1) : fallback;
     };
     if (::access("/dev/kvm", R_OK | W_OK) != 0) fail("/dev/kvm is not available");
+    const std::string timer = option("--guest-timer", "");
+    if (!args.empty() && (args[0] == "main" || args[0] == "density") && timer.empty())
+        fail(args[0] + " needs --guest-timer PATH");
     if (!args.empty() && args[0] == "main") {
-        std::string timer = option("--guest-timer", "");
-        if (timer.empty()) fail("main needs --guest-timer PATH");
-        run_main(timer, std::stoi(option("--boots", "1")));
+        run_main(timer, static_cast<int>(positive(option("--boots", "1"), "--boots")));
         return 0;
     }
     if (!args.empty() && args[0] == "density") {
-        run_density(
-            std::stoi(option("--max", std::to_string(setting("MSB_BENCH_DENSITY_MAX", 8, 2)))),
-            std::stod(option("--baseline-ms", "0")));
+        const std::string max = option("--max", "");
+        const std::string baseline = option("--baseline-ms", "");
+        run_density(timer,
+                    static_cast<int>(max.empty() ? setting("MSB_BENCH_DENSITY_MAX", 8, 2)
+                                                 : positive(max, "--max")),
+                    baseline.empty() ? 0 : number(baseline));
         return 0;
     }
     (void)std::fprintf(stderr,
                        "usage: sandbox_bench main --guest-timer PATH [--boots K] | density "
-                       "[--max N] [--baseline-ms MS]\n");
+                       "--guest-timer PATH [--max N] [--baseline-ms MS]\n");
     return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    try {
+        return run(std::vector<std::string>(argv + 1, argv + argc));
+    } catch (const std::exception& e) {
+        fail(e.what());
+    }
 }
