@@ -314,8 +314,10 @@ TEST_F(Cli, RunWithATtyGivesTheCommandAPtyOfTheTerminalsSize) {
 
 // Ten `msb run` at once against one MSB_HOME: every one boots its own sandbox, gets its own
 // output and exit code, and cleans up. On the PVM host each boot is over a minute of CPU, so
-// ten share two cores for about ten minutes: the boots get a 20-minute deadline.
-TEST_F(Cli, TenParallelRunsAllSucceedAndLeaveNothing) {
+// ten share two cores for about ten minutes: the boots get a 20-minute deadline. DISABLED_ so
+// that test discovery skips it: tests/cli/CMakeLists.txt registers it on its own as a
+// RUN_SERIAL test, because ten guests beside another test's guest starve that one's boot.
+TEST_F(Cli, DISABLED_TenParallelRunsAllSucceedAndLeaveNothing) {
     if (!have_kvm()) GTEST_SKIP() << "/dev/kvm absent on this machine: no VM can run";
     constexpr int kRuns = 10;
     std::vector<std::thread> threads;
