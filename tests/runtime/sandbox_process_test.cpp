@@ -290,6 +290,18 @@ void kill_after(pid_t pid, int seconds) {
     }).detach();
 }
 
+// Sends core.shutdown and waits for the sandbox process, which must exit with status 0.
+void shutdown_and_expect_clean_exit(Client& client, pid_t pid) {
+    ASSERT_TRUE(client
+                    .send(protocol::MessageType::Shutdown,
+                          protocol::encode_payload(protocol::Shutdown{}), 0)
+                    .ok());
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    EXPECT_TRUE(WIFEXITED(status));
+    EXPECT_EQ(WEXITSTATUS(status), 0);
+}
+
 // One boot covers the virtio-fs wiring: a directory root, a read-write and a read-only mount,
 // the runtime share (heartbeat), exec, and a graceful stop that keeps what the guest wrote.
 TEST_F(SandboxProcess, DirectoryRootAndMountsExecAndAGracefulStopKeepsWrites) {
@@ -344,14 +356,7 @@ TEST_F(SandboxProcess, DirectoryRootAndMountsExecAndAGracefulStopKeepsWrites) {
     // The last write before the stop must survive it.
     auto last = client->exec("sh", {"-c", "echo last > /data/last.txt"});
     ASSERT_TRUE(last.ok());
-    ASSERT_TRUE(client
-                    ->send(protocol::MessageType::Shutdown,
-                           protocol::encode_payload(protocol::Shutdown{}), 0)
-                    .ok());
-    int status = 0;
-    ::waitpid(pid, &status, 0);
-    EXPECT_TRUE(WIFEXITED(status));
-    EXPECT_EQ(WEXITSTATUS(status), 0);
+    shutdown_and_expect_clean_exit(*client, pid);
     EXPECT_EQ(slurp(home / "data" / "last.txt"), "last\n");
     EXPECT_TRUE(fs::exists(home / "runtime" / "heartbeat.json"))
         << "the agent writes its heartbeat into the runtime share";
@@ -402,14 +407,7 @@ TEST_F(SandboxProcess, BlockRootAndVolumeKeepTheLastWritesAcrossAGracefulStop) {
     ASSERT_TRUE(last.ok()) << last.error().message();
     EXPECT_EQ(last->out, "directory root\n");
     EXPECT_EQ(last->code, 0);
-    ASSERT_TRUE(client
-                    ->send(protocol::MessageType::Shutdown,
-                           protocol::encode_payload(protocol::Shutdown{}), 0)
-                    .ok());
-    int status = 0;
-    ::waitpid(pid, &status, 0);
-    EXPECT_TRUE(WIFEXITED(status));
-    EXPECT_EQ(WEXITSTATUS(status), 0);
+    shutdown_and_expect_clean_exit(*client, pid);
 
     auto read_back = [&](const std::string& img, const std::string& path) {
         const std::string out_file = (home / "read_back.txt").string();
