@@ -155,6 +155,53 @@ uint64_t status_kib(pid_t pid, const std::string& field) {
     fail("no " + field + " in /proc/" + std::to_string(pid) + "/status");
 }
 
+// kB of guest RAM resident in the sandbox process, from /proc/PID/smaps. Guest RAM is one
+// host mapping of the memfd "msb-guest-ram", with the kernel's and the initramfs's whole pages
+// mapped over parts of it from their files (copy-on-write, docs/vmm.md): those VMAs lie between
+// the memfd's first and last VMA (guest RAM starts and ends with memfd pages: nothing is loaded
+// at address 0, and the per-boot config archive is copied in after the initramfs file).
+struct GuestRam {
+    uint64_t rss_kib = 0;   // all resident guest pages
+    uint64_t anon_kib = 0;  // of those, kernel/initramfs pages the guest wrote (private copies)
+};
+GuestRam guest_ram_kib(pid_t pid) {
+    struct Vma {
+        uint64_t start = 0, end = 0, rss_kib = 0, anon_kib = 0;
+        bool memfd = false;
+    };
+    std::vector<Vma> vmas;
+    std::ifstream in("/proc/" + std::to_string(pid) + "/smaps");
+    std::string line;
+    while (std::getline(in, line)) {
+        uint64_t start = 0, end = 0;
+        auto dash = line.find('-');
+        auto space = line.find(' ');
+        if (dash != std::string::npos && space != std::string::npos && dash < space &&
+            std::from_chars(line.data(), line.data() + dash, start, 16).ec == std::errc() &&
+            std::from_chars(line.data() + dash + 1, line.data() + space, end, 16).ec ==
+                std::errc()) {
+            vmas.push_back({start, end, 0, 0, line.find("msb-guest-ram") != std::string::npos});
+        } else if (line.starts_with("Rss:") && !vmas.empty()) {
+            std::stringstream value(line.substr(4));
+            value >> vmas.back().rss_kib;
+        } else if (line.starts_with("Anonymous:") && !vmas.empty()) {
+            std::stringstream value(line.substr(10));
+            value >> vmas.back().anon_kib;
+        }
+    }
+    uint64_t low = UINT64_MAX, high = 0;
+    for (const auto& v : vmas)
+        if (v.memfd) low = std::min(low, v.start), high = std::max(high, v.end);
+    if (high == 0) fail("no msb-guest-ram mapping in /proc/" + std::to_string(pid) + "/smaps");
+    GuestRam ram;
+    for (const auto& v : vmas) {
+        if (v.start < low || v.end > high) continue;
+        ram.rss_kib += v.rss_kib;
+        ram.anon_kib += v.anon_kib;
+    }
+    return ram;
+}
+
 // The key=value pairs of one guest_timer output line.
 std::string field(const std::string& line, const std::string& key) {
     auto at = line.find(key + "=");
@@ -342,14 +389,19 @@ void run_main(const std::string& guest_timer, int boots) {
     pid_t pid = sb.pid().value_or(0);
     if (pid <= 0) fail("the sandbox has no pid");
     const double rss = double(status_kib(pid, "VmRSS")) / 1024;
-    const double shmem = double(status_kib(pid, "RssShmem")) / 1024;
+    const GuestRam guest_ram = guest_ram_kib(pid);
+    const double guest = double(guest_ram.rss_kib) / 1024;
     report("memory.idle_sandbox_rss", "MiB", {rss}, "lower",
            "host RSS of the idle sandbox process, guest memory included");
-    report("memory.vmm_overhead", "MiB", {rss - shmem}, "lower",
-           "sandbox process RSS minus the guest RAM it touched (memfd pages, RssShmem)");
-    report("memory.vmm_private", "MiB", {double(status_kib(pid, "RssAnon")) / 1024}, "lower",
-           "of that, anonymous memory (RssAnon): what each further sandbox adds; the rest is "
-           "file pages (msb, libc, sqlite) shared by every msb process");
+    report("memory.vmm_overhead", "MiB", {rss - guest}, "lower",
+           "sandbox process RSS minus the guest RAM it touched (/proc/PID/smaps: the memfd's "
+           "pages and the kernel and initramfs pages mapped into guest RAM)");
+    report("memory.vmm_private", "MiB",
+           {double(status_kib(pid, "RssAnon") - guest_ram.anon_kib) / 1024},
+           "lower",
+           "of that, anonymous memory (RssAnon less the guest's copied-on-write kernel and "
+           "initramfs pages): what each further sandbox adds; the rest is file pages (msb, "
+           "libc, sqlite) shared by every msb process");
 
     // 3. Exec and fs round trips; the guest's own spawn of the same program.
     auto rtt = exec_round_trips(sb, execs);

@@ -1,6 +1,8 @@
 // GuestMemory: memfd-backed guest RAM.
 #include "kvm/guest_memory.h"
 
+#include <fcntl.h>
+#include <linux/falloc.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -79,6 +81,54 @@ uint8_t* GuestMemory::host_address(uint64_t gpa, uint64_t len) const {
         return m.host + offset;
     }
     return nullptr;
+}
+
+Status GuestMemory::map_file(uint64_t gpa, uint64_t len, int fd, uint64_t file_offset) {
+    if (gpa % kPageSize || len % kPageSize || file_offset % kPageSize)
+        return Error("guest memory: file mapping is not page-aligned", EINVAL);
+    if (len == 0) return {};
+    uint8_t* host = host_address(gpa, len);
+    if (!host)
+        return Error("guest memory: file mapping outside guest RAM at " + std::to_string(gpa),
+                     EFAULT);
+    // Safe: [host, host + len) lies inside our own mapping of guest RAM (checked above), so
+    // MAP_FIXED replaces only guest pages, never another mapping of this process.
+    void* p = ::mmap(host, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE, fd,
+                     static_cast<off_t>(file_offset));
+    if (p != MAP_FAILED) {
+        m_file_ranges.push_back({gpa, len});
+        return {};
+    }
+    Error error = Error::from_errno("map file into guest RAM");
+    // A failed MAP_FIXED may already have removed the old pages: put the memfd back.
+    uint64_t memfd_offset = static_cast<uint64_t>(host - m_base);
+    if (::mmap(host, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED | MAP_NORESERVE, m_fd.get(),
+               static_cast<off_t>(memfd_offset)) == MAP_FAILED)
+        return Error::from_errno("restore guest RAM after a failed file mapping");
+    return error;
+}
+
+Status GuestMemory::zero(uint64_t gpa, uint64_t len) {
+    uint8_t* host = host_address(gpa, len);
+    if (!host) return Error("guest memory zero out of bounds at " + std::to_string(gpa), EFAULT);
+    uint64_t first = (gpa + kPageSize - 1) & ~(kPageSize - 1);
+    uint64_t last = (gpa + len) & ~(kPageSize - 1);
+    bool file_backed = false;
+    for (const auto& r : m_file_ranges)
+        if (first < r.guest_address + r.size && r.guest_address < last) file_backed = true;
+    // Punching a hole only clears memfd pages: a range with file pages is cleared by hand.
+    if (first >= last || file_backed) {
+        std::memset(host, 0, len);
+        return {};
+    }
+    // Safe: [gpa, gpa + len) was checked above and [first, last) lies inside it.
+    std::memset(host, 0, first - gpa);
+    std::memset(host + (last - gpa), 0, gpa + len - last);
+    if (::fallocate(m_fd.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                    static_cast<off_t>(host + (first - gpa) - m_base),
+                    static_cast<off_t>(last - first)) < 0)
+        std::memset(host + (first - gpa), 0, last - first);
+    return {};
 }
 
 Status GuestMemory::read(uint64_t gpa, std::span<uint8_t> out) const {

@@ -8,8 +8,9 @@
 //   TRY(mem.write(0x7000, bytes));
 //   uint8_t* p = mem.host_address(gpa, len);   // nullptr when out of bounds
 //
-// Thread-safety: the layout is immutable after create(); concurrent access to guest bytes is
-// the guest's business, exactly as on hardware.
+// Thread-safety: the layout is immutable after create(), and map_file()/zero() are for loading,
+// before the VM runs; concurrent access to guest bytes is the guest's business, exactly as on
+// hardware.
 #pragma once
 
 #include <cstddef>
@@ -52,6 +53,19 @@ public:
     uint8_t* host_address(uint64_t gpa, uint64_t len) const;
     bool contains(uint64_t gpa, uint64_t len) const { return host_address(gpa, len) != nullptr; }
 
+    // Maps `len` bytes of the file `fd` from `file_offset` over guest RAM at `gpa`, copy-on-write
+    // (MAP_PRIVATE | MAP_FIXED): the guest reads the host's page cache directly, and a page is
+    // copied only when someone writes it. Loading a kernel or initramfs this way costs one mmap
+    // instead of a copy into freshly faulted RAM, and sandboxes booting the same file share its
+    // unwritten pages. gpa, len and file_offset must be page-aligned, the range inside one
+    // region, and the file at least file_offset + len bytes long (rounded up to a page).
+    // Those pages are then no longer backed by fd(); the file must not be truncated or changed
+    // in place while the VM runs (msb's caches replace files by rename).
+    Status map_file(uint64_t gpa, uint64_t len, int fd, uint64_t file_offset);
+    // Zeroes [gpa, gpa + len): whole pages of RAM are handed back to the kernel (hole punched
+    // in the memfd, so zero pages cost nothing until touched), the rest is cleared in place.
+    Status zero(uint64_t gpa, uint64_t len);
+
     Status read(uint64_t gpa, std::span<uint8_t> out) const;
     Status write(uint64_t gpa, std::span<const uint8_t> in) const;
 
@@ -71,7 +85,8 @@ public:
     const std::vector<Mapping>& mappings() const { return m_mappings; }
     // Total RAM bytes across regions.
     uint64_t size() const { return m_total; }
-    // The memfd behind all regions (shareable with another process, e.g. a vhost back end).
+    // The memfd behind all regions except ranges given to map_file() (shareable with another
+    // process, e.g. a vhost back end, once nothing is mapped from files).
     int fd() const { return m_fd.get(); }
 
 private:
@@ -81,6 +96,7 @@ private:
     uint8_t* m_base = nullptr;  // one contiguous host mapping of the whole memfd
     uint64_t m_total = 0;
     std::vector<Mapping> m_mappings;
+    std::vector<MemoryRegion> m_file_ranges;  // guest ranges given to map_file()
 };
 
 }  // namespace msb::kvm

@@ -7,7 +7,13 @@
 
 #include <cstring>
 
+#include <fmt/format.h>
+
 namespace msb::loader {
+
+namespace {
+constexpr uint64_t kPage = 4096;
+}
 
 Result<FileSource> FileSource::open(const std::string& path) {
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -35,6 +41,30 @@ Status FileSource::read_at(uint64_t offset, std::span<uint8_t> out) const {
         done += static_cast<size_t>(n);
     }
     return {};
+}
+
+Status ByteSource::load_into(kvm::GuestMemory& memory, uint64_t gpa, uint64_t offset,
+                             uint64_t len) const {
+    uint8_t* host = memory.host_address(gpa, len);
+    if (!host) return Error(fmt::format("{}: {:#x}+{:#x} is outside guest RAM", name(), gpa, len));
+    // Safe: host_address() checked the whole [gpa, gpa + len) range.
+    return read_at(offset, {host, len});
+}
+
+Status FileSource::load_into(kvm::GuestMemory& memory, uint64_t gpa, uint64_t offset,
+                             uint64_t len) const {
+    if (offset > m_size || len > m_size - offset)
+        return Error(fmt::format("{}: truncated (wanted {} bytes at offset {})", m_path, len, offset));
+    if (!memory.contains(gpa, len))
+        return Error(fmt::format("{}: {:#x}+{:#x} is outside guest RAM", m_path, gpa, len));
+    // Whole pages inside [gpa, gpa + len): mapped when the file lines up with them.
+    uint64_t first = (gpa + kPage - 1) & ~(kPage - 1);
+    uint64_t last = (gpa + len) & ~(kPage - 1);
+    if ((gpa - offset) % kPage != 0 || first >= last)
+        return ByteSource::load_into(memory, gpa, offset, len);
+    TRY(ByteSource::load_into(memory, gpa, offset, first - gpa));
+    TRY(memory.map_file(first, last - first, m_fd.get(), offset + (first - gpa)));
+    return ByteSource::load_into(memory, last, offset + (last - gpa), gpa + len - last);
 }
 
 Status MemorySource::read_at(uint64_t offset, std::span<uint8_t> out) const {

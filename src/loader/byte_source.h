@@ -9,6 +9,7 @@
 
 #include "base/result.h"
 #include "base/unique_fd.h"
+#include "kvm/guest_memory.h"
 
 namespace msb::loader {
 
@@ -20,6 +21,10 @@ public:
     // all there.
     virtual Status read_at(uint64_t offset, std::span<uint8_t> out) const = 0;
     virtual const std::string& name() const = 0;
+    // Puts `len` bytes from `offset` into guest RAM at `gpa`, as if copied. Fails when the source
+    // or the guest range is too short.
+    virtual Status load_into(kvm::GuestMemory& memory, uint64_t gpa, uint64_t offset,
+                             uint64_t len) const;
 };
 
 class FileSource final : public ByteSource {
@@ -28,6 +33,11 @@ public:
     uint64_t size() const override { return m_size; }
     Status read_at(uint64_t offset, std::span<uint8_t> out) const override;
     const std::string& name() const override { return m_path; }
+    // Maps the whole pages of the range copy-on-write (GuestMemory::map_file) when the file
+    // offset and the guest address agree modulo the page size, and copies the partial pages at
+    // either end; otherwise copies everything.
+    Status load_into(kvm::GuestMemory& memory, uint64_t gpa, uint64_t offset,
+                     uint64_t len) const override;
 
 private:
     FileSource(UniqueFd fd, uint64_t size, std::string path)

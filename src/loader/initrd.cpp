@@ -15,7 +15,7 @@ constexpr uint64_t kPage = 4096;
 uint64_t align_up4(uint64_t v) { return (v + 3) & ~uint64_t{3}; }
 }  // namespace
 
-Result<InitrdPlacement> load_initrds(const kvm::GuestMemory& memory,
+Result<InitrdPlacement> load_initrds(kvm::GuestMemory& memory,
                                      const std::vector<InitrdImage>& images, uint64_t kernel_end,
                                      uint64_t low_ram_end, uint64_t address_max) {
     if (images.empty()) return InitrdPlacement{};
@@ -55,10 +55,11 @@ Result<InitrdPlacement> load_initrds(const kvm::GuestMemory& memory,
         offset = aligned;
         uint8_t* host = memory.host_address(address + offset, sizes[i]);
         if (!host) return Error("initramfs placement outside guest RAM");
-        // Safe: host_address() checked the whole [address + offset, + size) range.
+        // A file at a page boundary (always the first) is mapped rather than copied.
         if (files[i]) {
-            TRY(files[i]->read_at(0, {host, sizes[i]}));
+            TRY(files[i]->load_into(memory, address + offset, 0, sizes[i]));
         } else if (sizes[i]) {
+            // Safe: host_address() checked the whole [address + offset, + size) range.
             std::memcpy(host, images[i].bytes.data(), sizes[i]);
         }
         offset += sizes[i];

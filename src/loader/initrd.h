@@ -29,7 +29,7 @@ struct InitrdPlacement {
 
 // Loads `images` into `memory` below min(`low_ram_end`, `address_max` + 1) and above
 // `kernel_end`. An empty list places nothing and returns {0, 0}.
-Result<InitrdPlacement> load_initrds(const kvm::GuestMemory& memory,
+Result<InitrdPlacement> load_initrds(kvm::GuestMemory& memory,
                                      const std::vector<InitrdImage>& images, uint64_t kernel_end,
                                      uint64_t low_ram_end, uint64_t address_max);
 

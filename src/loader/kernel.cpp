@@ -3,6 +3,7 @@
 
 #include <elf.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include <fmt/format.h>
@@ -59,6 +60,14 @@ Result<KernelImage> parse_elf(const ByteSource& source) {
         if (eh.e_entry >= ph.p_paddr && eh.e_entry < ph.p_paddr + ph.p_memsz) entry_inside = true;
     }
     if (image.segments.empty()) return Error(name + ": ELF file has no loadable segment");
+    // Segments that share guest memory would depend on load order; no kernel has them.
+    std::vector<LoadSegment> sorted = image.segments;
+    std::sort(sorted.begin(), sorted.end(),
+              [](const auto& a, const auto& b) { return a.guest_address < b.guest_address; });
+    for (size_t i = 1; i < sorted.size(); ++i)
+        if (sorted[i].guest_address < sorted[i - 1].guest_address + sorted[i - 1].memory_size)
+            return Error(fmt::format("{}: segments at {:#x} and {:#x} overlap", name,
+                                     sorted[i - 1].guest_address, sorted[i].guest_address));
     if (!entry_inside)
         return Error(
             fmt::format("{}: entry point {:#x} is outside every segment", name, eh.e_entry));
@@ -116,20 +125,18 @@ Result<KernelImage> parse_kernel(const ByteSource& source) {
     return parse_bzimage(source);
 }
 
-Status load_kernel(const kvm::GuestMemory& memory, const ByteSource& source,
+Status load_kernel(kvm::GuestMemory& memory, const ByteSource& source,
                    const KernelImage& image) {
     for (const auto& s : image.segments) {
         if (s.guest_address < kOneMiB)
             return Error(
                 fmt::format("{}: segment at {:#x} overlaps the boot structures below 1 MiB",
                             source.name(), s.guest_address));
-        uint8_t* host = memory.host_address(s.guest_address, s.memory_size);
-        if (!host)
+        if (!memory.contains(s.guest_address, s.memory_size))
             return Error(fmt::format("{}: segment {:#x}+{:#x} is outside guest RAM", source.name(),
                                      s.guest_address, s.memory_size));
-        // Safe: host_address() checked [guest_address, +memory_size) and file_size <= memory_size.
-        TRY(source.read_at(s.file_offset, {host, s.file_size}));
-        std::memset(host + s.file_size, 0, s.memory_size - s.file_size);
+        TRY(source.load_into(memory, s.guest_address, s.file_offset, s.file_size));
+        TRY(memory.zero(s.guest_address + s.file_size, s.memory_size - s.file_size));
     }
     if (image.end > 0 && !memory.contains(image.end - 1, 1))
         return Error(fmt::format("{}: kernel needs memory up to {:#x}, beyond guest RAM",

@@ -57,7 +57,7 @@ Result<KernelImage> parse_kernel(const ByteSource& source);
 
 // Copies the segments into guest memory and zeroes their tails. Fails when a segment is not
 // entirely inside guest RAM or reaches below 1 MiB (where the boot structures live).
-Status load_kernel(const kvm::GuestMemory& memory, const ByteSource& source,
+Status load_kernel(kvm::GuestMemory& memory, const ByteSource& source,
                    const KernelImage& image);
 
 }  // namespace msb::loader

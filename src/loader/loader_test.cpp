@@ -72,6 +72,81 @@ TEST(ElfKernel, LoadsSegmentsAtTheirPhysicalAddressAndZeroesTheTail) {
     EXPECT_EQ(MUST(mem.read_obj<uint32_t>(0x1000004)), 0u);
 }
 
+std::filesystem::path write_temp_file(const std::string& name, const std::vector<uint8_t>& bytes) {
+    auto path = std::filesystem::temp_directory_path() /
+                ("msb-loader-" + std::to_string(::getpid()) + "-" + name);
+    std::ofstream f(path, std::ios::binary);
+    f.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+    return path;
+}
+
+// Bytes that differ from page to page and from their neighbours.
+std::vector<uint8_t> pattern(size_t size, uint8_t seed) {
+    std::vector<uint8_t> out(size);
+    for (size_t i = 0; i < size; ++i) out[i] = static_cast<uint8_t>(i * 7 + (i >> 12) + seed);
+    return out;
+}
+
+std::vector<uint8_t> guest_bytes(const kvm::GuestMemory& mem, uint64_t gpa, size_t size) {
+    std::vector<uint8_t> out(size);
+    EXPECT_TRUE(mem.read(gpa, out).ok());
+    return out;
+}
+
+TEST(ElfKernel, AFileSegmentLinedUpWithPagesIsMappedAndReadsLikeACopy) {
+    // Segment at file offset 0x1010 → guest 0x1000010: a partial first page, two whole pages
+    // (mapped from the file), a partial last page, then a zeroed tail.
+    auto payload = pattern(3 * 4096, 5);
+    auto elf = make_elf({}, 0x1000010, payload.size() + 0x3000);
+    elf.resize(0x1010);
+    elf.insert(elf.end(), payload.begin(), payload.end());
+    elf.resize(elf.size() + 4096, 0xee);  // bytes after the segment must not reach the guest
+    phdr_of(elf).p_offset = 0x1010;
+    phdr_of(elf).p_filesz = payload.size();
+    auto path = write_temp_file("vmlinux", elf);
+    auto source = MUST(FileSource::open(path.string()));
+    auto image = MUST(parse_kernel(source));
+    auto mem = MUST(kvm::GuestMemory::create({{0, 32 * kMiB}}));
+    // Whatever was in guest memory before does not survive: not in the file part, not in the
+    // tail.
+    ASSERT_TRUE(mem.write(0x1000000, std::vector<uint8_t>(0x7000, 0xff)).ok());
+    ASSERT_TRUE(load_kernel(mem, source, image).ok());
+    EXPECT_EQ(guest_bytes(mem, 0x1000010, payload.size()), payload);
+    EXPECT_EQ(guest_bytes(mem, 0x1000010 + payload.size(), 0x3000), std::vector<uint8_t>(0x3000));
+    // The whole pages really are the file's, not a copy.
+    std::ifstream maps("/proc/self/maps");
+    std::string maps_text((std::istreambuf_iterator<char>(maps)), std::istreambuf_iterator<char>());
+    EXPECT_NE(maps_text.find(path.string()), std::string::npos) << maps_text;
+    EXPECT_EQ(MUST(mem.read_obj<uint8_t>(0x100000f)), 0xff);  // outside the segment: untouched
+    // The guest owns its copy: writing it leaves the file alone.
+    ASSERT_TRUE(mem.write_obj<uint32_t>(0x1001000, 0xdeadbeef).ok());
+    auto again = MUST(FileSource::open(path.string()));
+    std::vector<uint8_t> file_bytes(4);
+    ASSERT_TRUE(again.read_at(0x2000, file_bytes).ok());
+    EXPECT_EQ(file_bytes, std::vector<uint8_t>(payload.begin() + 0xff0, payload.begin() + 0xff4));
+    std::filesystem::remove(path);
+}
+
+TEST(ElfKernel, RejectsSegmentsThatShareGuestMemory) {
+    auto elf = make_elf(std::vector<uint8_t>(64, 1), 0x1000000, 0x2000);
+    // Two program headers appended to the file: the original and one starting inside it.
+    Elf64_Phdr headers[2] = {phdr_of(elf), phdr_of(elf)};
+    headers[1].p_paddr = 0x1001000;  // inside the first segment's 0x2000 bytes
+    ehdr_of(elf).e_phnum = 2;
+    ehdr_of(elf).e_phoff = elf.size();
+    auto* raw = reinterpret_cast<const uint8_t*>(headers);
+    elf.insert(elf.end(), raw, raw + sizeof headers);
+    MemorySource source(elf, "vmlinux");
+    auto result = parse_kernel(source);
+    ASSERT_FALSE(result.ok());
+    EXPECT_NE(result.error().message().find("overlap"), std::string::npos)
+        << result.error().message();
+    // Moved clear of the first, the same second segment is fine.
+    headers[1].p_paddr = 0x1002000;
+    std::memcpy(elf.data() + ehdr_of(elf).e_phoff, headers, sizeof headers);
+    EXPECT_TRUE(parse_kernel(source).ok());
+}
+
 TEST(ElfKernel, RejectsMalformedFiles) {
     auto good = make_elf({1, 2, 3, 4});
     {
@@ -237,6 +312,20 @@ TEST(Initrd, ConcatenatesImagesFourByteAlignedHighInLowRam) {
         load_initrds(mem, {InitrdImage::file((dir / "missing").string())}, 0, 64 * kMiB, 0x7fffffff)
             .ok());
     std::filesystem::remove_all(dir);
+}
+
+TEST(Initrd, AFileSpanningPagesArrivesWholeFollowedByTheNextImage) {
+    auto mem = MUST(kvm::GuestMemory::create({{0, 64 * kMiB}}));
+    auto first = pattern(3 * 4096 + 5, 9);
+    auto path = write_temp_file("big.cpio", first);
+    std::vector<InitrdImage> images{InitrdImage::file(path.string()),
+                                    InitrdImage::memory({'X', 'Y'})};
+    auto placement = MUST(load_initrds(mem, images, 0x2000000, 64 * kMiB, 0x7fffffff));
+    EXPECT_EQ(placement.size, first.size() + 3 + 2);
+    EXPECT_EQ(guest_bytes(mem, placement.address, first.size()), first);
+    EXPECT_EQ(guest_bytes(mem, placement.address + first.size(), 5),
+              (std::vector<uint8_t>{0, 0, 0, 'X', 'Y'}));
+    std::filesystem::remove(path);
 }
 
 TEST(Initrd, HonoursTheKernelsAddressLimit) {
