@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <chrono>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -310,6 +311,27 @@ TEST_F(Cli, RunWithATtyGivesTheCommandAPtyOfTheTerminalsSize) {
     EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 5) << status << "\n" << seen;
     EXPECT_NE(seen.find("/dev/pts/"), std::string::npos) << seen;
     EXPECT_NE(seen.find("33 77"), std::string::npos) << seen;
+    expect_empty_state();
+}
+
+// `--idle-timeout 2s`: shown in the config, and a sandbox nobody uses stops by itself with
+// IdleTimeout as its run's termination reason.
+TEST_F(Cli, IdleTimeoutStopsAnUnusedSandboxAndInspectSaysWhy) {
+    if (!have_kvm()) GTEST_SKIP() << "/dev/kvm absent on this machine: no VM can run";
+    auto created = msb("create --name idler --idle-timeout 2s -m 128M");
+    ASSERT_EQ(created.code, 0) << created.err;
+    nlohmann::json inspect;
+    // Ready → idle 2 s → the guest powers off; generous for a loaded software-KVM host.
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(300);
+    for (;;) {
+        inspect = nlohmann::json::parse(msb("inspect idler").out);
+        if (inspect["status"] != "Running" || std::chrono::steady_clock::now() > deadline) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    }
+    EXPECT_EQ(inspect["config"]["idle_timeout_secs"], 2) << inspect.dump(2);
+    EXPECT_EQ(inspect["status"], "Stopped") << inspect.dump(2);
+    EXPECT_EQ(inspect["latest_run"]["termination_reason"], "IdleTimeout") << inspect.dump(2);
+    EXPECT_EQ(msb("rm idler").code, 0);
     expect_empty_state();
 }
 
