@@ -278,6 +278,8 @@ size_t FuseServer::dispatch(Request& r) {
 
     const uint64_t node = r.header.nodeid;
     const uint32_t opcode = r.header.opcode;
+    log::trace("virtio-fs: request {} opcode {} node {} len {}", r.header.unique, opcode, node,
+               r.header.len);
     if (opcode == FUSE_INIT) {
         auto in = r.arg_at_least<fuse_init_in>(16);  // major, minor, max_readahead, flags
         if (!in) return bad("INIT");
@@ -358,6 +360,8 @@ size_t FuseServer::dispatch(Request& r) {
             if (in->valid & FATTR_UID) a.uid = in->uid;
             if (in->valid & FATTR_GID) a.gid = in->gid;
             if (in->valid & FATTR_SIZE) a.size = in->size;
+            log::trace("virtio-fs: SETATTR node {} valid {:#x} size {:#x}", node, in->valid,
+                       in->size);
             auto time = [](uint64_t sec, uint32_t nsec, bool now) {
                 struct timespec ts {};
                 if (now) {
@@ -442,6 +446,8 @@ size_t FuseServer::dispatch(Request& r) {
             if (in->size > m_max_write || in->size > r.capacity()) return bad("READ size");
             auto n = m_fs.read(node, in->fh, in->offset, r.payload().first(in->size));
             if (!n.ok()) return r.error(n.error());
+            log::trace("virtio-fs: READ node {} fh {} {:#x}+{:#x} -> {:#x}", node, in->fh,
+                       in->offset, in->size, *n);
             return r.ok_written(std::min<size_t>(*n, in->size));
         }
         case FUSE_WRITE: {
@@ -450,6 +456,8 @@ size_t FuseServer::dispatch(Request& r) {
             if (in->size > m_max_write || in->size > r.rest().size()) return bad("WRITE size");
             auto n = m_fs.write(node, in->fh, in->offset, r.rest().first(in->size));
             if (!n.ok()) return r.error(n.error());
+            log::trace("virtio-fs: WRITE node {} fh {} {:#x}+{:#x} flags {:#x} -> {:#x}", node,
+                       in->fh, in->offset, in->size, in->write_flags, *n);
             fuse_write_out out{};
             out.size = static_cast<uint32_t>(std::min<size_t>(*n, in->size));
             return r.ok(out);
