@@ -357,7 +357,7 @@ void run_main(const std::string& guest_timer, int boots) {
     const size_t execs = setting("MSB_BENCH_EXECS", 100, 10);
     const uint64_t stream_mib = setting("MSB_BENCH_STREAM_MIB", 1024, 1);
     const uint64_t fs_mib = setting("MSB_BENCH_FS_MIB", 100, 1);
-    const uint64_t device_mib = setting("MSB_BENCH_DEVICE_MIB", 256, 2);
+    const uint64_t device_mib = setting("MSB_BENCH_DEVICE_MIB", 1024, 2);
     const uint64_t walk_files = setting("MSB_BENCH_WALK_FILES", 10000, 200);
     const int reps = static_cast<int>(setting("MSB_BENCH_REPS", 5, 2));  // streams, devices
     const fs::path& work = work_dir();
