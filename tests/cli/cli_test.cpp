@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <thread>
 
 #include "store/database.h"
@@ -36,7 +37,15 @@ protected:
         char tmpl[] = "/tmp/msb-cli-XXXXXX";
         home = ::mkdtemp(tmpl);
     }
-    void TearDown() override { fs::remove_all(home); }
+    void TearDown() override {
+        // A test that stopped early may have left sandboxes running: stop them with the store.
+        if (fs::exists(home + "/msb.db")) {
+            std::stringstream names(msb("ls -q").out);
+            for (std::string name; std::getline(names, name);)
+                if (!name.empty()) (void)msb("rm -f " + name);
+        }
+        fs::remove_all(home);
+    }
 
     // Runs `msb args` with MSB_HOME=home; stdin from /dev/null. `ready_timeout`: how long a
     // boot may take (MSB_TEST_READY_TIMEOUT overrides it, e.g. under emulated KVM).
