@@ -53,14 +53,11 @@ Result<InitrdPlacement> load_initrds(kvm::GuestMemory& memory,
         if (!pad) return Error("initramfs placement outside guest RAM");
         std::memset(pad, 0, aligned - offset);
         offset = aligned;
-        uint8_t* host = memory.host_address(address + offset, sizes[i]);
-        if (!host) return Error("initramfs placement outside guest RAM");
         // A file at a page boundary (always the first) is mapped rather than copied.
         if (files[i]) {
             TRY(files[i]->load_into(memory, address + offset, 0, sizes[i]));
-        } else if (sizes[i]) {
-            // Safe: host_address() checked the whole [address + offset, + size) range.
-            std::memcpy(host, images[i].bytes.data(), sizes[i]);
+        } else {
+            TRY(memory.write(address + offset, images[i].bytes));
         }
         offset += sizes[i];
     }

@@ -26,6 +26,7 @@
 #include "protocol/messages.h"
 #include "store/database.h"
 #include "store/records.h"
+#include "testing/fsx.h"
 
 namespace msb {
 namespace {
@@ -627,12 +628,6 @@ TEST_F(SandboxProcess, MainCommandStatusEndsTheSandboxAsFailed) {
     EXPECT_EQ(run->exit_code, 3);
 }
 
-uint64_t fnv1a(const std::string& bytes) {
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (unsigned char c : bytes) h = (h ^ c) * 0x100000001b3ULL;
-    return h;
-}
-
 // The guest side of virtio-fs under load: fsx's random writes, truncates, reads and shared
 // mappings checked against its model (and the file the host then sees against the model's
 // checksum), `find` over 10,000 files (2,000 on PVM hosts) against the host's listing, and
@@ -691,10 +686,7 @@ TEST_F(SandboxProcess, VirtioFsPassesFsxListsTenThousandFilesAndKeepsReadOnlySha
     EXPECT_EQ(fsx->code, 0) << fsx->out;
     ASSERT_EQ(fsx->out.rfind("fsx ok ops=3000 ", 0), 0u) << fsx->out;
     EXPECT_NE(fsx->out.find(pvm ? "mmap=no" : "mmap=yes"), std::string::npos) << fsx->out;
-    std::string host_bytes = slurp(home / "data" / "fsx.file");
-    char summary[96];
-    std::snprintf(summary, sizeof summary, "size=%zu fnv=%016llx", host_bytes.size(),
-                  static_cast<unsigned long long>(fnv1a(host_bytes)));
+    std::string summary = testing::fsx_summary(slurp(home / "data" / "fsx.file"));
     EXPECT_NE(fsx->out.find(summary), std::string::npos)
         << "the host's file differs from fsx's model: host " << summary << ", guest " << fsx->out;
 

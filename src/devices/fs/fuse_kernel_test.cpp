@@ -26,6 +26,7 @@
 #include "base/unique_fd.h"
 #include "devices/fs/fuse_server.h"
 #include "devices/fs/passthrough_fs.h"
+#include "testing/fsx.h"
 
 namespace msb::devices::fs {
 namespace {
@@ -140,12 +141,6 @@ std::pair<int, std::string> run(const std::vector<std::string>& argv) {
     return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), text};
 }
 
-uint64_t fnv1a(const std::string& bytes) {
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (unsigned char c : bytes) h = (h ^ c) * 0x100000001b3ULL;
-    return h;
-}
-
 std::string slurp(const stdfs::path& path) {
     std::ifstream in(path, std::ios::binary);
     std::stringstream s;
@@ -178,10 +173,7 @@ TEST_F(FuseKernelTest, FsxFindsNoDifferenceFromItsModel) {
                                 std::to_string(seed), "262144"});
         ASSERT_EQ(code, 0) << "seed " << seed << ":\n" << out;
         ASSERT_NE(out.find("mmap=yes"), std::string::npos) << out;
-        std::string bytes = slurp(m_dir / "share" / "fsx.file");
-        char summary[96];
-        std::snprintf(summary, sizeof summary, "size=%zu fnv=%016llx", bytes.size(),
-                      static_cast<unsigned long long>(fnv1a(bytes)));
+        std::string summary = testing::fsx_summary(slurp(m_dir / "share" / "fsx.file"));
         ASSERT_NE(out.find(summary), std::string::npos)
             << "seed " << seed << ": the share holds " << summary << ", fsx says " << out;
     }
