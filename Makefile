@@ -40,5 +40,13 @@ asan:
 tsan:
 	$(MAKE) BUILD=build-tsan CMAKE_FLAGS="-DMSB_SANITIZE=thread" test
 
+# Every libFuzzer target, 60 s each, in build-fuzz (clang-14); `make test` runs them 10 s each.
+# FUZZ_FLAGS: more scripts/fuzz arguments, e.g. FUZZ_FLAGS="--seconds 600 block_fuzz".
+BUILD_FUZZ ?= build-fuzz
+FUZZ_FLAGS ?=
+fuzz:
+	@scripts/setup --packages
+	@BUILD_FUZZ=$(BUILD_FUZZ) scripts/fuzz $(FUZZ_FLAGS)
+
 clean:
 	rm -rf build build-asan build-tsan build-release build-fuzz
