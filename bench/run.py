@@ -9,9 +9,10 @@ nothing: a benchmark that could not take its measurement never reports a zero.
 
     bench/run.py [--build DIR] [--out FILE] [--only STEP,...] [--step NAME=COMMAND]...
 
-Steps: micro, boot, sandbox, run_true, density (all by default). --step adds a step that runs
+Steps: micro, boot, sandbox, run_true, density, blk (all by default). --step adds a step that runs
 COMMAND through the shell and reads its BENCH lines (the runner's own tests use it).
-Environment: MSB_BENCH_BOOT_RUNS, MSB_BENCH_BOOTS, MSB_BENCH_RUN_TRUE and the MSB_BENCH_* sizes and
+Environment: MSB_BENCH_BOOT_RUNS, MSB_BENCH_BOOTS, MSB_BENCH_RUN_TRUE, MSB_BENCH_BLK_MIB,
+MSB_BENCH_BLK_RUNS and the MSB_BENCH_* sizes and
 repetitions
 of sandbox_bench; defaults are scaled down on the PVM host (docs/performance.md).
 """
@@ -209,6 +210,36 @@ def step_boot(build, results):
     return figures
 
 
+def step_blk(build, results):
+    mib = setting("MSB_BENCH_BLK_MIB", 1024, 32)
+    runs = setting("MSB_BENCH_BLK_RUNS", 3, 2)
+    env = dict(os.environ, BUILD=build)
+    status, out = run(f"bench/blk.sh {mib} {runs}", env=env, timeout=7200)
+    if status != 0:
+        raise StepFailed(f"bench/blk.sh exited with status {status}")
+    seconds = {"host": [], "msb": [], "qemu": []}
+    for line in out.splitlines():
+        m = re.match(r"^(host|msb|qemu) seconds=([0-9.]+)$", line.strip())
+        if m:
+            seconds[m.group(1)].append(float(m.group(2)))
+    for who, values in seconds.items():
+        if len(values) != runs or min(values) <= 0:
+            raise StepFailed(f"bench/blk.sh: {len(values)} usable {who} times for {runs} runs")
+    what = f"{mib} MiB raw image, sequential dd bs=1M in the guest after dropping its caches"
+    return [
+        {"name": "device.blk_raw_read_vs_host", "unit": "x host", "better": "lower",
+         "samples": [g / h for g, h in zip(seconds["msb"], seconds["host"])],
+         "what": what + ", guest time / host dd time (host page cache warm)"},
+        {"name": "device.blk_raw_read_vs_qemu", "unit": "ratio", "better": "lower",
+         "samples": [g / q for g, q in zip(seconds["msb"], seconds["qemu"])],
+         "what": what + ", msb guest time / QEMU microvm guest time (same kernel, interleaved)"},
+        {"name": "device.blk_raw_read_msb", "unit": "MiB/s", "better": "higher",
+         "samples": [mib / g for g in seconds["msb"]], "what": what + ", msb"},
+        {"name": "device.blk_raw_read_qemu", "unit": "MiB/s", "better": "higher",
+         "samples": [mib / q for q in seconds["qemu"]], "what": what + ", QEMU microvm"},
+    ]
+
+
 def step_sandbox(build, results):
     boots = setting("MSB_BENCH_BOOTS", 5, 1)
     binary = os.path.join(build, "bench", "sandbox_bench")
@@ -268,6 +299,7 @@ STEPS = {
     "sandbox": step_sandbox,
     "run_true": step_run_true,
     "density": step_density,
+    "blk": step_blk,
 }
 
 

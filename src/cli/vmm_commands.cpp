@@ -12,6 +12,9 @@
 
 #include "arch/x86_64/cpuid.h"
 #include "base/log.h"
+#include "devices/block/block_device.h"
+#include "sdk/util.h"
+#include "virtio/mmio_transport.h"
 #include "vmm/vm_builder.h"
 
 #ifndef MSB_KERNEL_KEY
@@ -39,6 +42,7 @@ struct VmmRunOptions {
     std::string kernel;
     std::vector<std::string> initrds;
     std::string append;
+    std::vector<std::string> disks;  // PATH[:FORMAT][:ro], /dev/vda first
     uint32_t memory_mib = 128;
     uint32_t vcpus = 1;
 };
@@ -60,11 +64,25 @@ struct VmmRunOptions {
         if (!file_exists(path)) fail("initrd " + path + " not found");
         initrds.push_back(loader::InitrdImage::file(path));
     }
-    auto vm = vmm::VmBuilder()
-                  .machine(options.vcpus, options.memory_mib)
-                  .kernel(kernel, std::move(initrds), options.append)
-                  .console({.output_path = {}, .echo = vmm::ConsoleEcho::Stdout})
-                  .build();
+    vmm::VmBuilder builder;
+    builder.machine(options.vcpus, options.memory_mib)
+        .kernel(kernel, std::move(initrds), options.append)
+        .console({.output_path = {}, .echo = vmm::ConsoleEcho::Stdout});
+    for (size_t i = 0; i < options.disks.size(); i++) {
+        auto spec = sdk::parse_disk(options.disks[i]);
+        if (!spec.ok()) fail(spec.error().message());
+        auto access = spec->access == msb::Access::ReadOnly ? devices::DiskAccess::ReadOnly
+                                                            : devices::DiskAccess::ReadWrite;
+        auto image = devices::open_disk_image(spec->path, spec->format, access);
+        if (!image.ok()) fail(image.error().message());
+        auto device = devices::BlockDevice::create(
+            {.disk = std::move(image).value(), .serial = "disk" + std::to_string(i), .access = access});
+        if (!device.ok()) fail(device.error().message());
+        auto transport = virtio::MmioTransport::create(std::move(device).value());
+        if (!transport.ok()) fail(transport.error().message());
+        builder.mmio_device(std::move(transport).value());
+    }
+    auto vm = builder.build();
     if (!vm.ok()) fail(vm.error().message());
     vm->enter();
 }
@@ -125,6 +143,9 @@ void add_vmm_commands(CLI::App& app) {
     run->add_option("--memory-mib", options->memory_mib,
                     "guest RAM in MiB (128–65536; rounded up to 2 MiB)");
     run->add_option("--vcpus", options->vcpus, "vCPU count (1–32)");
+    run->add_option("--disk", options->disks,
+                    "virtio-blk disk PATH[:raw|qcow2|vmdk][:ro] (repeatable; /dev/vda first, "
+                    "serials disk0, disk1, ...)");
     run->callback([options] { vmm_run(*options); });
 }
 

@@ -110,13 +110,10 @@ Result<std::shared_ptr<virtio::MmioTransport>> fs_transport(const std::string& t
 Result<std::shared_ptr<virtio::MmioTransport>> disk_transport(const std::string& serial,
                                                               const std::string& host,
                                                               DiskFormat format, Access access) {
-    if (format != DiskFormat::Raw)
-        return Error("disk " + host + ": the " + std::string(disk_format_name(format)) +
-                     " format is not supported yet; convert it with `qemu-img convert -O raw " +
-                     host + " disk.raw`");
     auto disk_access =
         access == Access::ReadOnly ? devices::DiskAccess::ReadOnly : devices::DiskAccess::ReadWrite;
-    std::shared_ptr<devices::DiskImage> image = TRY(devices::RawDiskImage::open(host, disk_access));
+    std::shared_ptr<devices::DiskImage> image =
+        TRY(devices::open_disk_image(host, disk_format_name(format), disk_access));
     auto device = TRY(devices::BlockDevice::create(
         {.disk = std::move(image), .serial = serial, .access = disk_access}));
     return virtio::MmioTransport::create(std::move(device));

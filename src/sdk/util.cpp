@@ -163,8 +163,10 @@ Result<DiskImageSpec> parse_disk(std::string_view text) {
             spec.access = Access::ReadOnly;
         else if (parts[i] == "rw")
             spec.access = Access::ReadWrite;
-        else if (i == 1 && (parts[i] == "raw" || parts[i] == "qcow2"))
+        else if (i == 1 && (parts[i] == "raw" || parts[i] == "qcow2" || parts[i] == "vmdk"))
             spec.format = parts[i];
+        else if (i == 1)
+            return bad("unknown disk image format: " + parts[i] + "; use raw, qcow2 or vmdk");
         else
             return bad("unknown field '" + parts[i] + "'");
     }

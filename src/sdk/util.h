@@ -27,7 +27,7 @@ Result<std::chrono::milliseconds> parse_duration_ms(std::string_view text);
 
 // HOST:GUEST[:ro|:rw]; both absolute paths.
 Result<VolumeSpec> parse_volume(std::string_view text);
-// PATH[:FORMAT][:ro]; FORMAT raw|qcow2.
+// PATH[:FORMAT][:ro]; FORMAT raw|qcow2|vmdk (vmdk only with :ro).
 Result<DiskImageSpec> parse_disk(std::string_view text);
 // PATH[:SIZE]; SIZE as parse_size_bytes (bare number = MiB).
 Result<TmpfsSpec> parse_tmpfs(std::string_view text);

@@ -81,7 +81,11 @@ TEST(SpecParsing, DiskTakesOptionalFormatAndReadOnly) {
     EXPECT_EQ(d.access, Access::ReadOnly);
     EXPECT_EQ(parse_disk("/a.raw")->format, "raw");
     EXPECT_EQ(parse_disk("/a.raw:ro")->access, Access::ReadOnly);
-    EXPECT_FALSE(parse_disk("/a:vmdk").ok());
+    EXPECT_EQ(parse_disk("/a.vmdk:vmdk:ro")->format, "vmdk");
+    auto iso = parse_disk("/a:iso");
+    ASSERT_FALSE(iso.ok());
+    EXPECT_NE(iso.error().message().find("unknown disk image format: iso"), std::string::npos);
+    EXPECT_FALSE(parse_disk("/a:raw:rx").ok());
     EXPECT_FALSE(parse_disk("").ok());
 }
 

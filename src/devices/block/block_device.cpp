@@ -15,6 +15,7 @@ namespace msb::devices {
 namespace {
 
 static_assert(sizeof(virtio_blk_outhdr) == 16);
+static_assert(sizeof(virtio_blk_discard_write_zeroes) == 16);
 log::RateLimit g_request_log;
 
 }  // namespace
@@ -35,7 +36,9 @@ uint32_t BlockDevice::device_type() const { return VIRTIO_ID_BLOCK; }
 uint64_t BlockDevice::device_features() const {
     uint64_t features =
         virtio::feature_bit(VIRTIO_BLK_F_FLUSH) | virtio::feature_bit(VIRTIO_BLK_F_SEG_MAX);
-    if (m_access == DiskAccess::ReadOnly) features |= virtio::feature_bit(VIRTIO_BLK_F_RO);
+    if (m_access == DiskAccess::ReadOnly) return features | virtio::feature_bit(VIRTIO_BLK_F_RO);
+    features |= virtio::feature_bit(VIRTIO_BLK_F_WRITE_ZEROES);
+    if (m_disk->supports_discard()) features |= virtio::feature_bit(VIRTIO_BLK_F_DISCARD);
     return features;
 }
 
@@ -43,12 +46,26 @@ void BlockDevice::read_config(uint64_t offset, std::span<uint8_t> data) const {
     virtio_blk_config config{};
     config.capacity = capacity_sectors();
     config.seg_max = kQueueSize - 2;  // header and status take two descriptors
+    config.max_discard_sectors = kMaxRangeSectors;
+    config.max_discard_seg = kMaxRangeSegments;
+    config.discard_sector_alignment = 8;  // a hint: 4 KiB
+    config.max_write_zeroes_sectors = kMaxRangeSectors;
+    config.max_write_zeroes_seg = kMaxRangeSegments;
+    config.write_zeroes_may_unmap = 1;
     virtio::copy_config(&config, sizeof config, offset, data);
 }
 
 BlockStats BlockDevice::stats() const {
-    return {m_read_bytes.load(), m_write_bytes.load(),     m_flushes.load(),
-            m_bad.load(),        m_rejected_writes.load(), m_io_errors.load()};
+    BlockStats s;
+    s.read_bytes = m_read_bytes.load();
+    s.write_bytes = m_write_bytes.load();
+    s.flushes = m_flushes.load();
+    s.discarded_bytes = m_discarded.load();
+    s.zeroed_bytes = m_zeroed.load();
+    s.bad_requests = m_bad.load();
+    s.rejected_writes = m_rejected_writes.load();
+    s.io_errors = m_io_errors.load();
+    return s;
 }
 
 Status BlockDevice::activate(virtio::DeviceContext context) {
@@ -62,6 +79,51 @@ uint8_t BlockDevice::bad_request(const char* why) {
     if (g_request_log.allow())
         log::warn("virtio-blk: bad request: {} ({} so far)", why, g_request_log.count());
     return VIRTIO_BLK_S_IOERR;
+}
+
+uint8_t BlockDevice::io_error(const Error& error) {
+    ++m_io_errors;
+    if (g_request_log.allow()) log::warn("virtio-blk: {}", error.message());
+    return VIRTIO_BLK_S_IOERR;
+}
+
+// DISCARD and WRITE_ZEROES carry an array of ranges (virtio 1.2 §5.2.6); all are checked before
+// any is carried out.
+uint8_t BlockDevice::handle_ranges(virtio::DescriptorChainReader& in, uint32_t type) {
+    const bool discard = type == VIRTIO_BLK_T_DISCARD;
+    if (m_access == DiskAccess::ReadOnly) {
+        ++m_rejected_writes;
+        return VIRTIO_BLK_S_IOERR;
+    }
+    if (discard && !m_disk->supports_discard()) return VIRTIO_BLK_S_UNSUPP;
+    const uint64_t length = in.remaining();
+    if (length == 0 || length % sizeof(virtio_blk_discard_write_zeroes) != 0)
+        return bad_request("discard/write-zeroes payload is not a whole number of ranges");
+    if (length / sizeof(virtio_blk_discard_write_zeroes) > kMaxRangeSegments)
+        return bad_request("more discard/write-zeroes ranges than max_*_seg");
+    virtio_blk_discard_write_zeroes ranges[kMaxRangeSegments];
+    const size_t count = length / sizeof(virtio_blk_discard_write_zeroes);
+    const uint64_t capacity = capacity_sectors();
+    for (size_t i = 0; i < count; i++) {
+        auto range = in.read_obj<virtio_blk_discard_write_zeroes>();
+        if (!range) return bad_request("short discard/write-zeroes range");
+        const auto& r = ranges[i] = *range;
+        // §5.2.6.2: unmap on DISCARD and unknown flag bits are unsupported.
+        const uint32_t allowed = discard ? 0u : uint32_t{VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP};
+        if (r.flags & ~allowed)
+            return VIRTIO_BLK_S_UNSUPP;
+        if (r.num_sectors > kMaxRangeSectors || r.sector > capacity ||
+            r.num_sectors > capacity - r.sector)
+            return bad_request("discard/write-zeroes range outside the disk or too long");
+    }
+    for (size_t i = 0; i < count; i++) {
+        const uint64_t offset = ranges[i].sector * kSectorSize;
+        const uint64_t bytes = uint64_t{ranges[i].num_sectors} * kSectorSize;
+        Status s = discard ? m_disk->discard(offset, bytes) : m_disk->write_zeroes(offset, bytes);
+        if (!s.ok()) return io_error(s.error());
+        (discard ? m_discarded : m_zeroed) += bytes;
+    }
+    return VIRTIO_BLK_S_OK;
 }
 
 void BlockDevice::queue_notify(size_t) {
@@ -101,11 +163,8 @@ uint8_t BlockDevice::handle(virtio::DescriptorChainReader& in, virtio::Descripto
             while (done < data_writable) {
                 std::span<uint8_t> dst = out.peek();
                 dst = dst.first(std::min<size_t>(dst.size(), data_writable - done));
-                if (Status s = m_disk->read_at(offset + done, dst); !s.ok()) {
-                    ++m_io_errors;
-                    if (g_request_log.allow()) log::warn("virtio-blk: {}", s.error().message());
-                    return VIRTIO_BLK_S_IOERR;
-                }
+                if (Status s = m_disk->read_at(offset + done, dst); !s.ok())
+                    return io_error(s.error());
                 out.commit(dst.size());
                 done += static_cast<uint32_t>(dst.size());
             }
@@ -122,11 +181,8 @@ uint8_t BlockDevice::handle(virtio::DescriptorChainReader& in, virtio::Descripto
             uint64_t offset = header->sector * kSectorSize;
             for (uint64_t done = 0; in.remaining() > 0;) {
                 std::span<const uint8_t> src = in.peek();
-                if (Status s = m_disk->write_at(offset + done, src); !s.ok()) {
-                    ++m_io_errors;
-                    if (g_request_log.allow()) log::warn("virtio-blk: {}", s.error().message());
-                    return VIRTIO_BLK_S_IOERR;
-                }
+                if (Status s = m_disk->write_at(offset + done, src); !s.ok())
+                    return io_error(s.error());
                 in.consume(src.size());
                 done += src.size();
             }
@@ -135,11 +191,7 @@ uint8_t BlockDevice::handle(virtio::DescriptorChainReader& in, virtio::Descripto
         }
         case VIRTIO_BLK_T_FLUSH:
             ++m_flushes;
-            if (Status s = m_disk->flush(); !s.ok()) {
-                ++m_io_errors;
-                if (g_request_log.allow()) log::warn("virtio-blk: {}", s.error().message());
-                return VIRTIO_BLK_S_IOERR;
-            }
+            if (Status s = m_disk->flush(); !s.ok()) return io_error(s.error());
             return VIRTIO_BLK_S_OK;
         case VIRTIO_BLK_T_GET_ID: {
             uint8_t id[VIRTIO_BLK_ID_BYTES] = {};
@@ -148,6 +200,9 @@ uint8_t BlockDevice::handle(virtio::DescriptorChainReader& in, virtio::Descripto
                 std::span<const uint8_t>(id).first(std::min<size_t>(sizeof id, data_writable)));
             return VIRTIO_BLK_S_OK;
         }
+        case VIRTIO_BLK_T_DISCARD:
+        case VIRTIO_BLK_T_WRITE_ZEROES:
+            return handle_ranges(in, header->type);
         default:
             return VIRTIO_BLK_S_UNSUPP;
     }

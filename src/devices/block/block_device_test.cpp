@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 #include <linux/virtio_blk.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -141,9 +142,88 @@ TEST_F(BlockDeviceTest, ReadOnlyDiskRejectsWritesAndSaysSo) {
     EXPECT_EQ(data[0], 0);  // unchanged
 }
 
+std::vector<uint8_t> range(uint64_t sector, uint32_t sectors, uint32_t flags = 0) {
+    virtio_blk_discard_write_zeroes r{sector, sectors, flags};
+    std::vector<uint8_t> bytes(sizeof r);
+    std::memcpy(bytes.data(), &r, sizeof r);
+    return bytes;
+}
+
+TEST_F(BlockDeviceTest, DiscardAndWriteZeroesZeroEveryRangeAndPunchHoles) {
+    start(DiskAccess::ReadWrite);
+    EXPECT_TRUE(virtio::has_feature(driver->accepted_features(), VIRTIO_BLK_F_DISCARD));
+    EXPECT_TRUE(virtio::has_feature(driver->accepted_features(), VIRTIO_BLK_F_WRITE_ZEROES));
+    // virtio_blk_config: max_discard_sectors at 36, max_write_zeroes_seg at 52.
+    EXPECT_EQ(driver->read_config(36, 4), BlockDevice::kMaxRangeSectors);
+    EXPECT_EQ(driver->read_config(52, 4), BlockDevice::kMaxRangeSegments);
+    auto two = range(8, 8);
+    auto more = range(40, 3);
+    two.insert(two.end(), more.begin(), more.end());
+    EXPECT_EQ(request({header(VIRTIO_BLK_T_DISCARD, 0), two}, 0).first, VIRTIO_BLK_S_OK);
+    EXPECT_EQ(request({header(VIRTIO_BLK_T_WRITE_ZEROES, 0),
+                       range(20, 2, VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP)},
+                      0)
+                  .first,
+              VIRTIO_BLK_S_OK);
+    auto [status, data] = request({header(VIRTIO_BLK_T_IN, 0)}, uint32_t(kDiskBytes));
+    ASSERT_EQ(status, VIRTIO_BLK_S_OK);
+    for (uint64_t sector = 0; sector < 64; sector++) {
+        const bool zeroed = (sector >= 8 && sector < 16) || (sector >= 40 && sector < 43) ||
+                            (sector >= 20 && sector < 22);
+        EXPECT_EQ(data[sector * 512 + 7], zeroed ? 0 : uint8_t(sector)) << sector;
+    }
+    EXPECT_EQ(blk->stats().discarded_bytes, 11u * 512);
+    EXPECT_EQ(blk->stats().zeroed_bytes, 2u * 512);
+    // The 4 KiB at sectors 8..15 are a hole in the file now.
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    EXPECT_EQ(::lseek(fd.get(), 0, SEEK_HOLE), 4096);
+}
+
+TEST_F(BlockDeviceTest, MalformedDiscardAndWriteZeroesAreRefusedBeforeAnythingChanges) {
+    start(DiskAccess::ReadWrite);
+    auto ok_then_bad = range(0, 1);
+    auto bad = range(63, 2);  // past the end
+    ok_then_bad.insert(ok_then_bad.end(), bad.begin(), bad.end());
+    EXPECT_EQ(request({header(VIRTIO_BLK_T_WRITE_ZEROES, 0), ok_then_bad}, 0).first,
+              VIRTIO_BLK_S_IOERR);
+    EXPECT_EQ(request({header(VIRTIO_BLK_T_DISCARD, 0), range(1, 1, 1)}, 0).first,
+              VIRTIO_BLK_S_UNSUPP);  // unmap is for write zeroes only
+    EXPECT_EQ(request({header(VIRTIO_BLK_T_WRITE_ZEROES, 0), range(1, 1, 2)}, 0).first,
+              VIRTIO_BLK_S_UNSUPP);  // reserved flag
+    EXPECT_EQ(request({header(VIRTIO_BLK_T_DISCARD, 0), std::vector<uint8_t>(15)}, 0).first,
+              VIRTIO_BLK_S_IOERR);  // not a whole range
+    std::vector<uint8_t> many;
+    for (int i = 0; i < 33; i++) {
+        auto r = range(0, 1);
+        many.insert(many.end(), r.begin(), r.end());
+    }
+    EXPECT_EQ(request({header(VIRTIO_BLK_T_DISCARD, 0), many}, 0).first, VIRTIO_BLK_S_IOERR);
+    EXPECT_EQ(request({header(VIRTIO_BLK_T_WRITE_ZEROES, 0), range(0, (1 << 21) + 1)}, 0).first,
+              VIRTIO_BLK_S_IOERR);
+    EXPECT_EQ(blk->stats().bad_requests, 4u);
+    EXPECT_EQ(blk->stats().zeroed_bytes + blk->stats().discarded_bytes, 0u);
+    auto [status, data] = request({header(VIRTIO_BLK_T_IN, 0)}, 512);
+    EXPECT_EQ(status, VIRTIO_BLK_S_OK);
+    EXPECT_EQ(data[0], 0);  // sector 0 holds 0 anyway: check sector 1 too
+    auto [status1, data1] = request({header(VIRTIO_BLK_T_IN, 1)}, 512);
+    EXPECT_EQ(data1[0], 1);
+}
+
+TEST_F(BlockDeviceTest, ReadOnlyDisksOfferNeitherDiscardNorWriteZeroes) {
+    start(DiskAccess::ReadOnly);
+    EXPECT_FALSE(virtio::has_feature(driver->accepted_features(), VIRTIO_BLK_F_DISCARD));
+    EXPECT_FALSE(virtio::has_feature(driver->accepted_features(), VIRTIO_BLK_F_WRITE_ZEROES));
+    EXPECT_EQ(request({header(VIRTIO_BLK_T_WRITE_ZEROES, 0), range(1, 1)}, 0).first,
+              VIRTIO_BLK_S_IOERR);
+    EXPECT_EQ(blk->stats().rejected_writes, 1u);
+    auto [status, data] = request({header(VIRTIO_BLK_T_IN, 1)}, 512);
+    EXPECT_EQ(data[0], 1);
+}
+
 TEST_F(BlockDeviceTest, UnknownRequestsAreUnsupportedAndShortHeadersFail) {
     start(DiskAccess::ReadWrite);
-    EXPECT_EQ(request({header(VIRTIO_BLK_T_DISCARD, 0)}, 0).first, VIRTIO_BLK_S_UNSUPP);
+    EXPECT_EQ(request({header(VIRTIO_BLK_T_SECURE_ERASE, 0)}, 0).first, VIRTIO_BLK_S_UNSUPP);
+    EXPECT_EQ(request({header(77, 0)}, 0).first, VIRTIO_BLK_S_UNSUPP);
     EXPECT_EQ(request({{1, 2, 3}}, 0).first, VIRTIO_BLK_S_IOERR);
     // No writable byte at all: returned with length 0.
     auto& q = driver->queue(0);

@@ -1,4 +1,4 @@
-// Raw disk images.
+// Raw disk images, the zero-writing fallback and the format switch.
 #include "devices/block/disk_image.h"
 
 #include <fcntl.h>
@@ -7,7 +7,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <vector>
+
+#include "devices/block/qcow2_image.h"
+#include "devices/block/vmdk_image.h"
 
 namespace msb::devices {
 
@@ -23,7 +28,8 @@ Result<std::unique_ptr<RawDiskImage>> RawDiskImage::open(const std::string& path
         return Error::from_errno("size of block device " + path);
     if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
         return Error("disk image " + path + " is not a file or block device");
-    return std::unique_ptr<RawDiskImage>(new RawDiskImage(std::move(fd), path, size, access));
+    return std::unique_ptr<RawDiskImage>(
+        new RawDiskImage(std::move(fd), path, size, access, S_ISREG(st.st_mode)));
 }
 
 Status RawDiskImage::read_at(uint64_t offset, std::span<uint8_t> out) {
@@ -57,6 +63,53 @@ Status RawDiskImage::flush() {
     if (m_access == DiskAccess::ReadOnly) return {};
     if (::fdatasync(m_fd.get()) < 0) return Error::from_errno("fdatasync disk image " + m_path);
     return {};
+}
+
+Status DiskImage::write_zeroes(uint64_t offset, uint64_t length) {
+    static const std::vector<uint8_t> zeroes(256 * 1024);
+    while (length > 0) {
+        size_t n = static_cast<size_t>(std::min<uint64_t>(length, zeroes.size()));
+        TRY(write_at(offset, std::span<const uint8_t>(zeroes).first(n)));
+        offset += n;
+        length -= n;
+    }
+    return {};
+}
+
+Status RawDiskImage::discard(uint64_t offset, uint64_t length) {
+    if (m_access == DiskAccess::ReadOnly)
+        return Error("discard on disk image " + m_path + ": read-only", EROFS);
+    if (m_regular && ::fallocate(m_fd.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                                 static_cast<off_t>(offset), static_cast<off_t>(length)) == 0)
+        return {};
+    return DiskImage::write_zeroes(offset, length);
+}
+
+Status RawDiskImage::write_zeroes(uint64_t offset, uint64_t length) {
+    if (m_access == DiskAccess::ReadOnly)
+        return Error("write zeroes on disk image " + m_path + ": read-only", EROFS);
+    // ZERO_RANGE keeps the blocks allocated (a later write does not fail for lack of space);
+    // file systems without it get explicit zeroes.
+    if (m_regular && ::fallocate(m_fd.get(), FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
+                                 static_cast<off_t>(offset), static_cast<off_t>(length)) == 0)
+        return {};
+    return DiskImage::write_zeroes(offset, length);
+}
+
+Result<std::unique_ptr<DiskImage>> open_disk_image(const std::string& path,
+                                                   std::string_view format, DiskAccess access) {
+    if (format == "raw") return std::unique_ptr<DiskImage>(TRY(RawDiskImage::open(path, access)));
+    if (format == "qcow2")
+        return std::unique_ptr<DiskImage>(TRY(Qcow2DiskImage::open(path, access)));
+    if (format == "vmdk") {
+        if (access == DiskAccess::ReadWrite)
+            return Error("disk image " + path +
+                         ": vmdk images are read-only here; attach it with :ro, or convert it "
+                         "with `qemu-img convert -O qcow2 " + path + " disk.qcow2`",
+                         EROFS);
+        return std::unique_ptr<DiskImage>(TRY(VmdkDiskImage::open(path)));
+    }
+    return Error("unknown disk image format: " + std::string(format), EINVAL);
 }
 
 }  // namespace msb::devices
