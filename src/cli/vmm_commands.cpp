@@ -75,8 +75,9 @@ struct VmmRunOptions {
                                                             : devices::DiskAccess::ReadWrite;
         auto image = devices::open_disk_image(spec->path, spec->format, access);
         if (!image.ok()) fail(image.error().message());
-        auto device = devices::BlockDevice::create(
-            {.disk = std::move(image).value(), .serial = "disk" + std::to_string(i), .access = access});
+        auto device = devices::BlockDevice::create({.disk = std::move(image).value(),
+                                                    .serial = "disk" + std::to_string(i),
+                                                    .access = access});
         if (!device.ok()) fail(device.error().message());
         auto transport = virtio::MmioTransport::create(std::move(device).value());
         if (!transport.ok()) fail(transport.error().message());

@@ -39,8 +39,10 @@ std::string value_of(const std::string& output, const std::string& key) {
 std::shared_ptr<virtio::MmioTransport> disk(const std::string& path, std::string_view format,
                                             devices::DiskAccess access, const std::string& serial,
                                             std::shared_ptr<devices::BlockDevice>* device) {
-    std::shared_ptr<devices::DiskImage> image = MUST(devices::open_disk_image(path, format, access));
-    *device = MUST(devices::BlockDevice::create({.disk = image, .serial = serial, .access = access}));
+    std::shared_ptr<devices::DiskImage> image =
+        MUST(devices::open_disk_image(path, format, access));
+    *device =
+        MUST(devices::BlockDevice::create({.disk = image, .serial = serial, .access = access}));
     return MUST(virtio::MmioTransport::create(*device));
 }
 
@@ -92,26 +94,29 @@ TEST(VirtioDevicesBoot, DisksPortNamesAndRngWorkInTheGuest) {
         std::ofstream(ro_src, std::ios::binary)
             .write(reinterpret_cast<const char*>(content.data()), 2 << 20);
     }
-    ASSERT_EQ(testing::run_command("qemu-img convert -f raw -O qcow2 " + ro_src + " " + ro).status, 0);
+    ASSERT_EQ(testing::run_command("qemu-img convert -f raw -O qcow2 " + ro_src + " " + ro).status,
+              0);
     ASSERT_EQ(testing::run_command("qemu-img create -q -f qcow2 " + rw + " 16M").status, 0);
     const std::string raw_before = sha256(raw), ro_before = sha256(ro);
 
     std::shared_ptr<devices::BlockDevice> raw_dev, ro_dev, rw_dev;
     auto agent = MUST(devices::BufferedPortBackend::create(4096));
-    auto console = MUST(devices::ConsoleDevice::create({.output = nullptr, .ports = {{.name = "agent", .backend = agent}}}));
+    auto console = MUST(devices::ConsoleDevice::create(
+        {.output = nullptr, .ports = {{.name = "agent", .backend = agent}}}));
     auto hwrng = std::make_shared<devices::RngDevice>();
     const std::string log = (dir / "console.log").string();
-    auto vm = MUST(VmBuilder()
-                       .machine(1, 256)
-                       .kernel(testing::test_kernel_path(),
-                               {loader::InitrdImage::memory(testing::busybox_initramfs(kInit))})
-                       .console({.output_path = log})
-                       .mmio_device(MUST(virtio::MmioTransport::create(console)))
-                       .mmio_device(disk(raw, "raw", devices::DiskAccess::ReadWrite, "raw-rw", &raw_dev))
-                       .mmio_device(disk(ro, "qcow2", devices::DiskAccess::ReadOnly, "qcow2-ro", &ro_dev))
-                       .mmio_device(disk(rw, "qcow2", devices::DiskAccess::ReadWrite, "qcow2-rw", &rw_dev))
-                       .mmio_device(MUST(virtio::MmioTransport::create(hwrng)))
-                       .build());
+    auto vm = MUST(
+        VmBuilder()
+            .machine(1, 256)
+            .kernel(testing::test_kernel_path(),
+                    {loader::InitrdImage::memory(testing::busybox_initramfs(kInit))})
+            .console({.output_path = log})
+            .mmio_device(MUST(virtio::MmioTransport::create(console)))
+            .mmio_device(disk(raw, "raw", devices::DiskAccess::ReadWrite, "raw-rw", &raw_dev))
+            .mmio_device(disk(ro, "qcow2", devices::DiskAccess::ReadOnly, "qcow2-ro", &ro_dev))
+            .mmio_device(disk(rw, "qcow2", devices::DiskAccess::ReadWrite, "qcow2-rw", &rw_dev))
+            .mmio_device(MUST(virtio::MmioTransport::create(hwrng)))
+            .build());
     ExitStatus status = testing::run_with_watchdog(vm, 900s);
     std::string out = testing::read_text(log);
     std::erase(out, '\r');
@@ -136,13 +141,14 @@ TEST(VirtioDevicesBoot, DisksPortNamesAndRngWorkInTheGuest) {
     EXPECT_EQ(value_of(out, "discard"), "0");
     EXPECT_EQ(value_of(out, "q-back"), written);
     EXPECT_EQ(value_of(out, "q-zero"), "0");
-    auto raw_slice = testing::run_command("dd if=" + raw + " bs=65536 skip=16 count=4 2>/dev/null | sha256sum");
+    auto raw_slice =
+        testing::run_command("dd if=" + raw + " bs=65536 skip=16 count=4 2>/dev/null | sha256sum");
     EXPECT_EQ(raw_slice.output.substr(0, 64), written);
     auto check = testing::run_command("qemu-img check " + rw + " 2>&1");
     EXPECT_EQ(check.status, 0) << check.output;
-    auto q_slice = testing::run_command("qemu-img dd -f qcow2 -O raw if=" + rw + " of=" +
-                                        (dir / "q.raw").string() + " bs=4096 && dd if=" +
-                                        (dir / "q.raw").string() +
+    auto q_slice = testing::run_command("qemu-img dd -f qcow2 -O raw if=" + rw +
+                                        " of=" + (dir / "q.raw").string() +
+                                        " bs=4096 && dd if=" + (dir / "q.raw").string() +
                                         " bs=4096 skip=37 count=64 2>/dev/null | sha256sum");
     EXPECT_EQ(q_slice.output.substr(0, 64), written);
     EXPECT_GT(rw_dev->stats().discarded_bytes, 0u);

@@ -110,8 +110,7 @@ uint8_t BlockDevice::handle_ranges(virtio::DescriptorChainReader& in, uint32_t t
         const auto& r = ranges[i] = *range;
         // §5.2.6.2: unmap on DISCARD and unknown flag bits are unsupported.
         const uint32_t allowed = discard ? 0u : uint32_t{VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP};
-        if (r.flags & ~allowed)
-            return VIRTIO_BLK_S_UNSUPP;
+        if (r.flags & ~allowed) return VIRTIO_BLK_S_UNSUPP;
         if (r.num_sectors > kMaxRangeSectors || r.sector > capacity ||
             r.num_sectors > capacity - r.sector)
             return bad_request("discard/write-zeroes range outside the disk or too long");

@@ -49,7 +49,7 @@ class BlockDevice final : public virtio::VirtioDevice {
 public:
     static constexpr uint16_t kQueueSize = 256;
     static constexpr uint64_t kSectorSize = 512;
-    static constexpr uint32_t kMaxRangeSegments = 32;     // DISCARD / WRITE_ZEROES ranges
+    static constexpr uint32_t kMaxRangeSegments = 32;      // DISCARD / WRITE_ZEROES ranges
     static constexpr uint32_t kMaxRangeSectors = 1 << 21;  // 1 GiB per range
 
     static Result<std::shared_ptr<BlockDevice>> create(BlockConfig config);

@@ -1,9 +1,9 @@
 // Tests of virtio-blk over a raw image, through the fake driver.
 #include "devices/block/block_device.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <linux/virtio_blk.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <unistd.h>
 

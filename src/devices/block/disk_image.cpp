@@ -96,16 +96,17 @@ Status RawDiskImage::write_zeroes(uint64_t offset, uint64_t length) {
     return DiskImage::write_zeroes(offset, length);
 }
 
-Result<std::unique_ptr<DiskImage>> open_disk_image(const std::string& path,
-                                                   std::string_view format, DiskAccess access) {
+Result<std::unique_ptr<DiskImage>> open_disk_image(const std::string& path, std::string_view format,
+                                                   DiskAccess access) {
     if (format == "raw") return std::unique_ptr<DiskImage>(TRY(RawDiskImage::open(path, access)));
     if (format == "qcow2")
         return std::unique_ptr<DiskImage>(TRY(Qcow2DiskImage::open(path, access)));
     if (format == "vmdk") {
         if (access == DiskAccess::ReadWrite)
             return Error("disk image " + path +
-                         ": vmdk images are read-only here; attach it with :ro, or convert it "
-                         "with `qemu-img convert -O qcow2 " + path + " disk.qcow2`",
+                             ": vmdk images are read-only here; attach it with :ro, or convert it "
+                             "with `qemu-img convert -O qcow2 " +
+                             path + " disk.qcow2`",
                          EROFS);
         return std::unique_ptr<DiskImage>(TRY(VmdkDiskImage::open(path)));
     }

@@ -3,7 +3,8 @@
 // Qcow2DiskImage (qcow2 versions 2 and 3, read-write) and VmdkDiskImage (descriptor files with
 // flat extents, read-only). open_disk_image() picks one by format name.
 //
-//   auto disk = TRY(devices::open_disk_image("/x/data.qcow2", "qcow2", devices::DiskAccess::ReadWrite));
+//   auto disk = TRY(devices::open_disk_image("/x/data.qcow2", "qcow2",
+//   devices::DiskAccess::ReadWrite));
 #pragma once
 
 #include <cstdint>
@@ -40,7 +41,9 @@ public:
     // The guest no longer needs the range: afterwards it reads as zeroes (our backends all
     // guarantee that, although virtio does not ask for it). Default: write_zeroes.
     // REQUIRES: access() == DiskAccess::ReadWrite, and the range inside size().
-    virtual Status discard(uint64_t offset, uint64_t length) { return write_zeroes(offset, length); }
+    virtual Status discard(uint64_t offset, uint64_t length) {
+        return write_zeroes(offset, length);
+    }
     // The range reads as zeroes afterwards. Default: writes zero-filled buffers.
     // REQUIRES: access() == DiskAccess::ReadWrite, and the range inside size().
     virtual Status write_zeroes(uint64_t offset, uint64_t length);
@@ -78,7 +81,7 @@ private:
 // Opens `path` as `format`: "raw", "qcow2" or "vmdk"; anything else is the error
 // "unknown disk image format: <format>" (EINVAL). vmdk images are read-only: asking for
 // ReadWrite is an error that says so. Every error names the file and what to do.
-Result<std::unique_ptr<DiskImage>> open_disk_image(const std::string& path,
-                                                   std::string_view format, DiskAccess access);
+Result<std::unique_ptr<DiskImage>> open_disk_image(const std::string& path, std::string_view format,
+                                                   DiskAccess access);
 
 }  // namespace msb::devices

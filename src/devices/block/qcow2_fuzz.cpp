@@ -25,7 +25,9 @@ using msb::devices::Qcow2DiskImage;
 
 constexpr size_t kPrefix = 16;
 
-uint32_t le32(const uint8_t* p) { return p[0] | (p[1] << 8) | (p[2] << 16) | (uint32_t(p[3]) << 24); }
+uint32_t le32(const uint8_t* p) {
+    return p[0] | (p[1] << 8) | (p[2] << 16) | (uint32_t(p[3]) << 24);
+}
 
 }  // namespace
 
@@ -51,7 +53,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     for (int op = 0; op < 3; op++) {
         const uint8_t* p = data + 1 + op * 5;
         const uint64_t offset = (uint64_t{le32(p)} * 512) % disk.size();
-        const uint64_t length = std::min<uint64_t>(1 + ((p[4] * 997u) % 70000), disk.size() - offset);
+        const uint64_t length =
+            std::min<uint64_t>(1 + ((p[4] * 997u) % 70000), disk.size() - offset);
         buffer.assign(length, static_cast<uint8_t>(p[4] | 1));
         back.resize(length);
         switch ((data[0] >> (1 + 2 * op)) & 3) {

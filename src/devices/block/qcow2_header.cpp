@@ -17,9 +17,9 @@ constexpr uint64_t kMaxL1Bytes = 32u << 20;
 constexpr uint64_t kMaxRefcountTableBytes = 8u << 20;
 // Beyond this the cluster descriptors (bits 9–55) cannot address the data.
 constexpr uint64_t kMaxHostOffset = uint64_t{1} << 56;
-constexpr uint64_t kKnownIncompatible =
-    kQcow2IncompatDirty | kQcow2IncompatCorrupt | kQcow2IncompatExternalData |
-    kQcow2IncompatCompressionType | kQcow2IncompatExtendedL2;
+constexpr uint64_t kKnownIncompatible = kQcow2IncompatDirty | kQcow2IncompatCorrupt |
+                                        kQcow2IncompatExternalData | kQcow2IncompatCompressionType |
+                                        kQcow2IncompatExtendedL2;
 
 Error invalid(const std::string& what) { return Error("not a valid qcow2 image: " + what, EINVAL); }
 
@@ -52,7 +52,8 @@ Result<Qcow2Header> parse_qcow2_header(std::span<const uint8_t> bytes) {
     Qcow2Header h;
     h.version = load_be32(p + 4);
     if (h.version != 2 && h.version != 3)
-        return unsupported(fmt::format("qcow2 version {} is not supported (only 2 and 3)", h.version));
+        return unsupported(
+            fmt::format("qcow2 version {} is not supported (only 2 and 3)", h.version));
     const uint64_t backing_offset = load_be64(p + 8);
     const uint32_t backing_size = load_be32(p + 16);
     h.cluster_bits = load_be32(p + 20);
@@ -69,8 +70,9 @@ Result<Qcow2Header> parse_qcow2_header(std::span<const uint8_t> bytes) {
     const uint64_t cluster = h.cluster_size();
     if (bytes.size() > cluster) bytes = bytes.first(cluster);
     if (crypt_method != 0)
-        return unsupported("encrypted qcow2 images are not supported; decrypt it with "
-                           "`qemu-img convert` first");
+        return unsupported(
+            "encrypted qcow2 images are not supported; decrypt it with "
+            "`qemu-img convert` first");
 
     if (h.version == 3) {
         if (bytes.size() < 104) return invalid("file too short for a version 3 header");
@@ -85,15 +87,16 @@ Result<Qcow2Header> parse_qcow2_header(std::span<const uint8_t> bytes) {
         if (h.refcount_order > 6)
             return invalid(fmt::format("refcount order {} above 6", h.refcount_order));
         if (uint64_t unknown = h.incompatible_features & ~kKnownIncompatible)
-            return unsupported(fmt::format(
-                "the image uses incompatible qcow2 features this version does not know "
-                "(bits {:#x}); convert it with `qemu-img convert -O qcow2`",
-                unknown));
+            return unsupported(
+                fmt::format("the image uses incompatible qcow2 features this version does not know "
+                            "(bits {:#x}); convert it with `qemu-img convert -O qcow2`",
+                            unknown));
         if (h.incompatible_features & kQcow2IncompatExternalData)
             return unsupported("qcow2 images with an external data file are not supported");
         if (h.incompatible_features & kQcow2IncompatExtendedL2)
-            return unsupported("qcow2 images with extended L2 entries (subclusters) are not "
-                               "supported; convert with `qemu-img convert -O qcow2`");
+            return unsupported(
+                "qcow2 images with extended L2 entries (subclusters) are not "
+                "supported; convert with `qemu-img convert -O qcow2`");
         if (h.incompatible_features & kQcow2IncompatCompressionType) {
             const uint8_t type = h.header_length > 104 ? p[104] : 0;
             if (type != 0)
@@ -107,7 +110,8 @@ Result<Qcow2Header> parse_qcow2_header(std::span<const uint8_t> bytes) {
     const uint32_t map_bits = h.cluster_bits + h.l2_bits();
     const uint64_t l1_needed = (h.size + (uint64_t{1} << map_bits) - 1) >> map_bits;
     if (h.l1_size < l1_needed)
-        return invalid(fmt::format("L1 table of {} entries cannot map {} bytes", h.l1_size, h.size));
+        return invalid(
+            fmt::format("L1 table of {} entries cannot map {} bytes", h.l1_size, h.size));
     if (uint64_t{h.l1_size} * 8 > kMaxL1Bytes)
         return invalid(fmt::format("L1 table of {} entries is too large", h.l1_size));
     if (h.l1_table_offset % cluster != 0 || h.l1_table_offset >= kMaxHostOffset)
@@ -136,7 +140,8 @@ Result<Qcow2Header> parse_qcow2_header(std::span<const uint8_t> bytes) {
         const uint32_t length = load_be32(p + at + 4);
         if (type == kExtensionEnd) break;
         const uint64_t padded = (uint64_t{length} + 7) & ~uint64_t{7};
-        if (padded > bytes.size() - at - 8) return invalid("header extension past the first cluster");
+        if (padded > bytes.size() - at - 8)
+            return invalid("header extension past the first cluster");
         if (type == kExtensionBackingFormat) {
             if (length == 0 || length > 64) return invalid("backing format name");
             h.backing_format.emplace(reinterpret_cast<const char*>(p + at + 8), length);

@@ -56,8 +56,9 @@ struct Qcow2Header {
 // kQcow2HeaderProbeBytes, ideally a whole cluster so that extensions and the backing file name
 // can be read). Table sizes are bounded (L1 ≤ 32 MiB, refcount table ≤ 8 MiB) and offsets
 // cluster-aligned; whether they lie inside the file is found when they are read. Errors say what
-// is wrong with the image (EINVAL for what is not qcow2 or is corrupt, ENOTSUP for features we do not implement:
-// encryption, external data files, extended L2 entries, zstd, unknown incompatible bits).
+// is wrong with the image (EINVAL for what is not qcow2 or is corrupt, ENOTSUP for features we do
+// not implement: encryption, external data files, extended L2 entries, zstd, unknown incompatible
+// bits).
 Result<Qcow2Header> parse_qcow2_header(std::span<const uint8_t> first_cluster);
 
 uint64_t load_be64(const uint8_t* p);

@@ -18,9 +18,9 @@ namespace {
 
 constexpr uint64_t kOffsetMask = 0x00fffffffffffe00;  // bits 9–55 of L1/L2 entries
 constexpr uint64_t kRefTableOffsetMask = ~uint64_t{0x1ff};
-constexpr uint64_t kCopied = 1ull << 63;      // refcount is exactly 1: write in place
+constexpr uint64_t kCopied = 1ull << 63;  // refcount is exactly 1: write in place
 constexpr uint64_t kCompressed = 1ull << 62;
-constexpr uint64_t kZero = 1;                 // version 3: the cluster reads as zeroes
+constexpr uint64_t kZero = 1;  // version 3: the cluster reads as zeroes
 constexpr uint64_t kMaxFileEnd = uint64_t{1} << 56;
 constexpr size_t kRefblockSlots = 4;
 constexpr size_t kL2CacheBytes = 4u << 20;
@@ -121,8 +121,7 @@ Result<std::unique_ptr<Qcow2DiskImage>> Qcow2DiskImage::open_fd(UniqueFd fd,
     return image;
 }
 
-Qcow2DiskImage::Qcow2DiskImage(UniqueFd fd, std::string path, DiskAccess access,
-                               Qcow2Header header)
+Qcow2DiskImage::Qcow2DiskImage(UniqueFd fd, std::string path, DiskAccess access, Qcow2Header header)
     : m_fd(std::move(fd)),
       m_path(std::move(path)),
       m_access(access),
@@ -155,8 +154,8 @@ Status Qcow2DiskImage::load(int depth) {
         std::filesystem::path backing(m_header.backing_file);
         if (backing.is_relative()) backing = std::filesystem::path(m_path).parent_path() / backing;
         const std::string name = backing.string();
-        std::string format = m_header.backing_format ? *m_header.backing_format
-                                                     : TRY(probe_format(name));
+        std::string format =
+            m_header.backing_format ? *m_header.backing_format : TRY(probe_format(name));
         auto context = [&](const Error& e) {
             return e.with_context("backing file of disk image " + m_path);
         };
@@ -203,8 +202,8 @@ Status Qcow2DiskImage::pread_all(uint64_t offset, std::span<uint8_t> out,
         if (n < 0) return Error::from_errno("read disk image " + m_path);
         if (n == 0) {
             if (!zero_past_end)
-                return corrupt(fmt::format("metadata at {:#x} lies past the end of the file",
-                                           offset));
+                return corrupt(
+                    fmt::format("metadata at {:#x} lies past the end of the file", offset));
             std::memset(out.data() + done, 0, out.size() - done);
             return {};
         }
@@ -267,8 +266,8 @@ Result<Qcow2DiskImage::CachedTable*> Qcow2DiskImage::l2_table(uint64_t l1_index,
     } else if (offset % m_cluster != 0) {
         return corrupt(fmt::format("L2 table offset {:#x} is not cluster-aligned", offset));
     } else if (allocate && (!(m_l1[l1_index] & kCopied) || overlaps_fixed_metadata(offset))) {
-        return corrupt(fmt::format("L2 table at {:#x} is shared or overlaps the header or tables",
-                                   offset));
+        return corrupt(
+            fmt::format("L2 table at {:#x} is shared or overlaps the header or tables", offset));
     }
     return cached(m_l2_cache, offset);
 }
@@ -320,16 +319,15 @@ Result<std::span<const uint8_t>> Qcow2DiskImage::decompress(uint64_t entry) {
     const bool full = z.avail_out == 0;
     inflateEnd(&z);
     if (!full || (rc != Z_STREAM_END && rc != Z_BUF_ERROR))
-        return corrupt(fmt::format("compressed cluster at {:#x} does not inflate to a cluster",
-                                   offset));
+        return corrupt(
+            fmt::format("compressed cluster at {:#x} does not inflate to a cluster", offset));
     m_compressed_entry = entry;
     return std::span<const uint8_t>(m_inflated);
 }
 
 // --- reads -----------------------------------------------------------------------------------
 
-Status Qcow2DiskImage::read_cluster_part(const Mapping& m, uint64_t guest,
-                                         std::span<uint8_t> out) {
+Status Qcow2DiskImage::read_cluster_part(const Mapping& m, uint64_t guest, std::span<uint8_t> out) {
     const uint64_t in_cluster = guest & (m_cluster - 1);
     switch (m.kind) {
         case Mapping::Kind::Zero:
@@ -357,7 +355,8 @@ Status Qcow2DiskImage::read_cluster_part(const Mapping& m, uint64_t guest,
 Status Qcow2DiskImage::read_guest(uint64_t offset, std::span<uint8_t> out) {
     while (!out.empty()) {
         const uint64_t in_cluster = offset & (m_cluster - 1);
-        const size_t n = static_cast<size_t>(std::min<uint64_t>(out.size(), m_cluster - in_cluster));
+        const size_t n =
+            static_cast<size_t>(std::min<uint64_t>(out.size(), m_cluster - in_cluster));
         Mapping m = TRY(lookup(offset));
         TRY(read_cluster_part(m, offset, out.first(n)));
         out = out.subspan(n);
@@ -423,8 +422,8 @@ Status Qcow2DiskImage::zero_range(uint64_t offset, uint64_t length) {
         const uint64_t in_cluster = offset & (m_cluster - 1);
         const uint64_t n = std::min<uint64_t>(length, m_cluster - in_cluster);
         Mapping m = TRY(lookup(offset));
-        const bool reads_zero = m.kind == Mapping::Kind::Zero ||
-                                (m.kind == Mapping::Kind::Unallocated && !m_backing);
+        const bool reads_zero =
+            m.kind == Mapping::Kind::Zero || (m.kind == Mapping::Kind::Unallocated && !m_backing);
         if (!reads_zero) {
             if (n == m_cluster && (m_header.version == 3 || !m_backing)) {
                 TRY(set_l2_entry(offset, m_header.version == 3 ? kZero : 0));

@@ -18,7 +18,8 @@
 //
 // Not thread-safe: one block device thread uses it.
 //
-//   auto disk = TRY(devices::Qcow2DiskImage::open("/x/data.qcow2", devices::DiskAccess::ReadWrite));
+//   auto disk = TRY(devices::Qcow2DiskImage::open("/x/data.qcow2",
+//   devices::DiskAccess::ReadWrite));
 #pragma once
 
 #include <memory>
@@ -34,8 +35,7 @@ class Qcow2DiskImage final : public DiskImage {
 public:
     static constexpr int kMaxBackingDepth = 16;
 
-    static Result<std::unique_ptr<Qcow2DiskImage>> open(const std::string& path,
-                                                        DiskAccess access);
+    static Result<std::unique_ptr<Qcow2DiskImage>> open(const std::string& path, DiskAccess access);
     // The same over an open file; `path` names it in errors and resolves a relative backing
     // file name. `depth` counts the images above this one in a backing chain.
     static Result<std::unique_ptr<Qcow2DiskImage>> open_fd(UniqueFd fd, const std::string& path,

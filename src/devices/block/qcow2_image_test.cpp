@@ -40,7 +40,8 @@ std::vector<uint8_t> read_file(const std::string& path) {
 
 void write_file(const std::string& path, const std::vector<uint8_t>& bytes) {
     std::ofstream f(path, std::ios::binary | std::ios::trunc);
-    f.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+    f.write(reinterpret_cast<const char*>(bytes.data()),
+            static_cast<std::streamsize>(bytes.size()));
 }
 
 std::vector<uint8_t> random_bytes(size_t n, uint32_t seed) {
@@ -119,8 +120,10 @@ TEST_F(Qcow2Test, ReadsWhatQemuWroteForEveryVersionAndClusterSize) {
 TEST_F(Qcow2Test, ReadsQemuIoWritesAndZeroClusters) {
     const std::string image = path("io.qcow2");
     qemu("qemu-img create -f qcow2 " + image + " 8M");
-    qemu("qemu-io -f qcow2 -c 'write -P 0xab 65536 131072' -c 'write -P 0x5c 1000448 4096' "
-         "-c 'write -P 0x11 4M 1M' -c 'write -z 4M 64k' " + image);
+    qemu(
+        "qemu-io -f qcow2 -c 'write -P 0xab 65536 131072' -c 'write -P 0x5c 1000448 4096' "
+        "-c 'write -P 0x11 4M 1M' -c 'write -z 4M 64k' " +
+        image);
     auto disk = MUST(Qcow2DiskImage::open(image, DiskAccess::ReadOnly));
     std::vector<uint8_t> expected(8 << 20, 0);
     std::fill_n(expected.begin() + 65536, 131072, 0xab);
@@ -304,10 +307,13 @@ std::string open_error(const std::string& image, DiskAccess access) {
 
 TEST_F(Qcow2Test, RefusesWhatItCannotHandleWithAClearError) {
     const std::string luks = path("luks.qcow2");
-    qemu("qemu-img create --object secret,id=s,data=pw -f qcow2 -o "
-         "encrypt.format=luks,encrypt.key-secret=s,encrypt.iter-time=10 " + luks + " 1M");
-    EXPECT_NE(open_error(luks, DiskAccess::ReadOnly).find("encrypted qcow2 images are not supported"),
-              std::string::npos);
+    qemu(
+        "qemu-img create --object secret,id=s,data=pw -f qcow2 -o "
+        "encrypt.format=luks,encrypt.key-secret=s,encrypt.iter-time=10 " +
+        luks + " 1M");
+    EXPECT_NE(
+        open_error(luks, DiskAccess::ReadOnly).find("encrypted qcow2 images are not supported"),
+        std::string::npos);
 
     const std::string ext = path("ext.qcow2");
     qemu("qemu-img create -f qcow2 -o extended_l2=on " + ext + " 1M");
