@@ -48,7 +48,8 @@ void BlockDevice::read_config(uint64_t offset, std::span<uint8_t> data) const {
     config.seg_max = kQueueSize - 2;  // header and status take two descriptors
     config.max_discard_sectors = kMaxRangeSectors;
     config.max_discard_seg = kMaxRangeSegments;
-    config.discard_sector_alignment = 8;  // a hint: 4 KiB
+    config.discard_sector_alignment =  // a hint: qcow2 frees whole clusters only
+        static_cast<uint32_t>(std::min<uint64_t>(m_disk->discard_granularity(), 1 << 21) / kSectorSize);
     config.max_write_zeroes_sectors = kMaxRangeSectors;
     config.max_write_zeroes_seg = kMaxRangeSegments;
     config.write_zeroes_may_unmap = 1;

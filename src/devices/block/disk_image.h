@@ -38,6 +38,8 @@ public:
     // Whether discard() may give space back to the host (offered to the guest as
     // VIRTIO_BLK_F_DISCARD when true).
     virtual bool supports_discard() const { return false; }
+    // The unit in which discard() gives space back (a hint for the guest).
+    virtual uint64_t discard_granularity() const { return 4096; }
     // The guest no longer needs the range: afterwards it reads as zeroes (our backends all
     // guarantee that, although virtio does not ask for it). Default: write_zeroes.
     // REQUIRES: access() == DiskAccess::ReadWrite, and the range inside size().

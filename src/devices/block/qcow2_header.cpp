@@ -122,6 +122,17 @@ Result<Qcow2Header> parse_qcow2_header(std::span<const uint8_t> bytes) {
     if (h.refcount_table_offset == 0 || h.refcount_table_offset % cluster != 0 ||
         h.refcount_table_offset >= kMaxHostOffset)
         return invalid(fmt::format("refcount table offset {:#x}", h.refcount_table_offset));
+    // Neither table may overlap the header (cluster 0) or the other one: writes to one would
+    // rewrite the other.
+    if (h.l1_size > 0) {
+        const uint64_t l1_end = h.l1_table_offset + ((uint64_t{h.l1_size} * 8 + cluster - 1) & ~(cluster - 1));
+        const uint64_t rt_end =
+            h.refcount_table_offset + uint64_t{h.refcount_table_clusters} * cluster;
+        if (h.l1_table_offset < cluster)
+            return invalid("the L1 table overlaps the header");
+        if (h.l1_table_offset < rt_end && h.refcount_table_offset < l1_end)
+            return invalid("the L1 table overlaps the refcount table");
+    }
 
     if (backing_offset != 0) {
         if (backing_size == 0 || backing_size > kMaxBackingFileName)

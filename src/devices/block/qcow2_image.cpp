@@ -58,15 +58,6 @@ std::pair<uint64_t, uint32_t> set_refcount_entry(std::vector<uint8_t>& block, ui
     return {bit / 8, 1};
 }
 
-// Reads a backing image's format from its first bytes when the header does not name one.
-Result<std::string> probe_format(const std::string& path) {
-    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd) return Error::from_errno("open backing file " + path);
-    uint8_t magic[4] = {};
-    ssize_t n = ::pread(fd.get(), magic, sizeof magic, 0);
-    return std::string(n == 4 && load_be32(magic) == kQcow2Magic ? "qcow2" : "raw");
-}
-
 }  // namespace
 
 Result<std::unique_ptr<Qcow2DiskImage>> Qcow2DiskImage::open(const std::string& path,
@@ -80,11 +71,28 @@ Result<std::unique_ptr<Qcow2DiskImage>> Qcow2DiskImage::open(const std::string& 
 Result<std::unique_ptr<Qcow2DiskImage>> Qcow2DiskImage::open_fd(UniqueFd fd,
                                                                 const std::string& path,
                                                                 DiskAccess access, int depth) {
+    return open_chain(std::move(fd), path, access, depth, {});
+}
+
+// `chain`: the files above this one in a backing chain, by (device, inode).
+Result<std::unique_ptr<Qcow2DiskImage>> Qcow2DiskImage::open_chain(UniqueFd fd,
+                                                                   const std::string& path,
+                                                                   DiskAccess access, int depth,
+                                                                   std::vector<FileId> chain) {
     auto context = [&](const Error& e) { return e.with_context("disk image " + path); };
     struct stat st {};
     if (::fstat(fd.get(), &st) < 0) return Error::from_errno("stat disk image " + path);
     if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
         return Error("disk image " + path + " is not a file or block device", EINVAL);
+    // Allocation appends at the end of the file, which a block device does not have.
+    if (S_ISBLK(st.st_mode) && access == DiskAccess::ReadWrite)
+        return Error("disk image " + path +
+                         ": a qcow2 image on a block device can only be attached read-only (:ro)",
+                     ENOTSUP);
+    const FileId self{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino)};
+    if (std::find(chain.begin(), chain.end(), self) != chain.end())
+        return Error("disk image " + path + ": the backing chain loops back to this file", ELOOP);
+    chain.push_back(self);
 
     // The header tells the cluster size; extensions and the backing name lie in cluster 0.
     std::vector<uint8_t> first(kQcow2HeaderProbeBytes);
@@ -117,7 +125,7 @@ Result<std::unique_ptr<Qcow2DiskImage>> Qcow2DiskImage::open_fd(UniqueFd fd,
     }
     std::unique_ptr<Qcow2DiskImage> image(
         new Qcow2DiskImage(std::move(fd), path, access, std::move(header).value()));
-    TRY(image->load(depth));
+    TRY(image->load(depth, std::move(chain)));
     return image;
 }
 
@@ -128,16 +136,19 @@ Qcow2DiskImage::Qcow2DiskImage(UniqueFd fd, std::string path, DiskAccess access,
       m_header(std::move(header)),
       m_cluster(m_header.cluster_size()) {}
 
-Status Qcow2DiskImage::load(int depth) {
+Status Qcow2DiskImage::load(int depth, std::vector<FileId> chain) {
     std::vector<uint8_t> raw(uint64_t{m_header.l1_size} * 8);
     TRY(pread_all(m_header.l1_table_offset, raw, false));
     m_l1.resize(m_header.l1_size);
     for (size_t i = 0; i < m_l1.size(); i++) m_l1[i] = load_be64(raw.data() + 8 * i);
 
-    raw.assign(uint64_t{m_header.refcount_table_clusters} * m_cluster, 0);
-    TRY(pread_all(m_header.refcount_table_offset, raw, false));
-    m_reftable.resize(raw.size() / 8);
-    for (size_t i = 0; i < m_reftable.size(); i++) m_reftable[i] = load_be64(raw.data() + 8 * i);
+    if (m_access == DiskAccess::ReadWrite) {  // only writes look at refcounts
+        raw.assign(uint64_t{m_header.refcount_table_clusters} * m_cluster, 0);
+        TRY(pread_all(m_header.refcount_table_offset, raw, false));
+        m_reftable.resize(raw.size() / 8);
+        for (size_t i = 0; i < m_reftable.size(); i++)
+            m_reftable[i] = load_be64(raw.data() + 8 * i);
+    }
 
     struct stat st {};
     if (::fstat(m_fd.get(), &st) < 0) return Error::from_errno("stat disk image " + m_path);
@@ -154,15 +165,21 @@ Status Qcow2DiskImage::load(int depth) {
         std::filesystem::path backing(m_header.backing_file);
         if (backing.is_relative()) backing = std::filesystem::path(m_path).parent_path() / backing;
         const std::string name = backing.string();
-        std::string format =
-            m_header.backing_format ? *m_header.backing_format : TRY(probe_format(name));
+        // Never guessed from the file's first bytes: a raw disk a guest wrote could otherwise
+        // pose as qcow2 and name any host file as its own backing file.
+        if (!m_header.backing_format)
+            return Error("disk image " + m_path + ": the format of its backing file " + name +
+                             " is not recorded; record it with `qemu-img rebase -u -b " +
+                             m_header.backing_file + " -F raw|qcow2 " + m_path + "`",
+                         EINVAL);
+        const std::string format = *m_header.backing_format;
         auto context = [&](const Error& e) {
             return e.with_context("backing file of disk image " + m_path);
         };
         if (format == "qcow2") {
             UniqueFd fd(::open(name.c_str(), O_RDONLY | O_CLOEXEC));
             if (!fd) return context(Error::from_errno("open " + name));
-            auto b = open_fd(std::move(fd), name, DiskAccess::ReadOnly, depth + 1);
+            auto b = open_chain(std::move(fd), name, DiskAccess::ReadOnly, depth + 1, chain);
             if (!b.ok()) return context(b.error());
             m_backing = std::move(b).value();
         } else if (format == "raw") {
@@ -293,8 +310,13 @@ Status Qcow2DiskImage::set_l2_entry(uint64_t guest, uint64_t entry) {
     CachedTable* table = TRY(l2_table(l1_index, true));
     const uint64_t l2_index = (guest >> m_header.cluster_bits) & ((m_cluster / 8) - 1);
     store_be64(table->bytes.data() + 8 * l2_index, entry);
-    return pwrite_all(table->offset + 8 * l2_index,
-                      std::span<const uint8_t>(table->bytes).subspan(8 * l2_index, 8));
+    Status s = pwrite_all(table->offset + 8 * l2_index,
+                          std::span<const uint8_t>(table->bytes).subspan(8 * l2_index, 8));
+    if (!s.ok()) {
+        table->offset = 0;  // the cached table no longer matches the file
+        return failed(s.error());
+    }
+    return {};
 }
 
 // Compressed cluster descriptor: the host offset in the low bits, then the number of 512-byte
@@ -391,6 +413,14 @@ Status Qcow2DiskImage::write_cluster_part(uint64_t guest, std::span<const uint8_
     }
     const uint64_t host = TRY(allocate_cluster());
     TRY(pwrite_all(host, whole));
+    // Bytes the guest did not write this time (from the backing file, a compressed or shared
+    // cluster) must be on disk before the mapping that points at their new home: the guest
+    // flushed them long ago.
+    const bool carried = in.size() < m_cluster &&
+                         (m.kind == Mapping::Kind::Data || m.kind == Mapping::Kind::Compressed ||
+                          (m.kind == Mapping::Kind::Unallocated && m_backing));
+    if (carried && ::fdatasync(m_fd.get()) < 0)
+        return Error::from_errno("fdatasync disk image " + m_path);
     TRY(set_l2_entry(guest, host | kCopied));
     return release(m);
 }
@@ -400,10 +430,13 @@ Status Qcow2DiskImage::write_at(uint64_t offset, std::span<const uint8_t> in) {
         return Error("write disk image " + m_path + ": read-only", EROFS);
     if (offset > size() || in.size() > size() - offset)
         return Error("write disk image " + m_path + ": beyond the end of the disk", EINVAL);
+    TRY(check_usable());
     while (!in.empty()) {
         const uint64_t in_cluster = offset & (m_cluster - 1);
         const size_t n = static_cast<size_t>(std::min<uint64_t>(in.size(), m_cluster - in_cluster));
-        TRY(write_cluster_part(offset, in.first(n)));
+        // A write that failed half-way may have left metadata that the caches and the file
+        // disagree on: no further writes.
+        if (Status s = write_cluster_part(offset, in.first(n)); !s.ok()) return failed(s.error());
         in = in.subspan(n);
         offset += n;
     }
@@ -417,6 +450,12 @@ Status Qcow2DiskImage::zero_range(uint64_t offset, uint64_t length) {
         return Error("zero disk image " + m_path + ": read-only", EROFS);
     if (offset > size() || length > size() - offset)
         return Error("zero disk image " + m_path + ": beyond the end of the disk", EINVAL);
+    TRY(check_usable());
+    if (Status s = zero_clusters(offset, length); !s.ok()) return failed(s.error());
+    return {};
+}
+
+Status Qcow2DiskImage::zero_clusters(uint64_t offset, uint64_t length) {
     std::vector<uint8_t> zeroes;
     while (length > 0) {
         const uint64_t in_cluster = offset & (m_cluster - 1);
@@ -449,8 +488,30 @@ Status Qcow2DiskImage::write_zeroes(uint64_t offset, uint64_t length) {
 
 Status Qcow2DiskImage::flush() {
     if (m_access == DiskAccess::ReadOnly) return {};
-    if (::fdatasync(m_fd.get()) < 0) return Error::from_errno("fdatasync disk image " + m_path);
+    TRY(check_usable());
+    if (::fdatasync(m_fd.get()) < 0) return failed(Error::from_errno("fdatasync disk image " + m_path));
+    if (!m_pending_frees.empty()) {
+        if (Status s = apply_pending_frees(); !s.ok()) return failed(s.error());
+    }
     return {};
+}
+
+Qcow2DiskImage::~Qcow2DiskImage() {
+    if (m_access == DiskAccess::ReadWrite && !m_pending_frees.empty()) (void)flush();
+}
+
+Status Qcow2DiskImage::check_usable() const {
+    if (m_failed)
+        return Error("disk image " + m_path +
+                         ": an earlier metadata write failed; the image refuses writes until it "
+                         "is reopened (check it with `qemu-img check`)",
+                     EIO);
+    return {};
+}
+
+Error Qcow2DiskImage::failed(Error error) {
+    m_failed = true;
+    return error;
 }
 
 // Drops the reference that a mapping that is going away held on its host clusters.
@@ -507,7 +568,12 @@ Status Qcow2DiskImage::set_refcount(uint64_t cluster_index, uint64_t value) {
     auto [first, count] =
         set_refcount_entry(t->bytes, cluster_index & ((uint64_t{1} << block_bits) - 1),
                            m_header.refcount_order, value);
-    return pwrite_all(block + first, std::span<const uint8_t>(t->bytes).subspan(first, count));
+    Status s = pwrite_all(block + first, std::span<const uint8_t>(t->bytes).subspan(first, count));
+    if (!s.ok()) {
+        t->offset = 0;
+        return failed(s.error());
+    }
+    return {};
 }
 
 // A new, zeroed refcount block for table entry `table_index`, at the end of the file. When the
@@ -525,15 +591,17 @@ Status Qcow2DiskImage::ensure_refcount_block(uint64_t table_index) {
         (void)set_refcount_entry(bytes, block_cluster & ((uint64_t{1} << block_bits) - 1),
                                  m_header.refcount_order, 1);
     TRY(pwrite_all(block, bytes));
+    if (!self_covering) TRY(set_refcount(block_cluster, 1));  // counted before it is referenced
     uint8_t entry[8];
     store_be64(entry, block);
     TRY(pwrite_all(m_header.refcount_table_offset + 8 * table_index, entry));
     m_reftable[table_index] = block;
-    return self_covering ? Status{} : set_refcount(block_cluster, 1);
+    return {};
 }
 
 // Moves the refcount table to a larger one at the end of the file (at least twice the size, and
-// large enough to cover its own clusters), switches the header to it, then frees the old one.
+// large enough to cover its own clusters): writes it, counts its clusters in it, switches the
+// header to it, then frees the old one. Until the header switch a failure only leaks.
 Status Qcow2DiskImage::grow_refcount_table(uint64_t table_index) {
     const uint32_t block_bits = m_header.cluster_bits + 3 - m_header.refcount_order;
     uint64_t entries = std::max<uint64_t>(m_reftable.size() * 2, table_index + 1);
@@ -555,11 +623,8 @@ Status Qcow2DiskImage::grow_refcount_table(uint64_t table_index) {
     std::vector<uint8_t> bytes(clusters * m_cluster, 0);
     for (size_t i = 0; i < m_reftable.size(); i++) store_be64(bytes.data() + 8 * i, m_reftable[i]);
     TRY(pwrite_all(start, bytes));
-    uint8_t field[12];
-    store_be64(field, start);
-    store_be32(field + 8, static_cast<uint32_t>(clusters));
-    TRY(pwrite_all(kQcow2RefcountTableOffsetField, field));
 
+    // From here on new refcount blocks are entered in the new table only.
     const uint64_t old_start = m_header.refcount_table_offset;
     const uint64_t old_clusters = m_header.refcount_table_clusters;
     m_header.refcount_table_offset = start;
@@ -567,6 +632,10 @@ Status Qcow2DiskImage::grow_refcount_table(uint64_t table_index) {
     m_reftable.resize(clusters * m_cluster / 8, 0);
     for (uint64_t i = 0; i < clusters; i++)
         TRY(set_refcount((start >> m_header.cluster_bits) + i, 1));
+    uint8_t field[12];
+    store_be64(field, start);
+    store_be32(field + 8, static_cast<uint32_t>(clusters));
+    TRY(pwrite_all(kQcow2RefcountTableOffsetField, field));
     for (uint64_t i = 0; i < old_clusters; i++)
         TRY(free_cluster((old_start >> m_header.cluster_bits) + i));
     return {};
@@ -586,17 +655,34 @@ Result<uint64_t> Qcow2DiskImage::allocate_cluster() {
     return corrupt("refcounts claim clusters far beyond the end of the file");
 }
 
-// Drops one reference; a cluster nobody references any more is punched out of the file.
+// Queues the drop of one reference. Frees happen after the next fdatasync (flush()): until the
+// mapping that replaced this one is on disk, the old cluster must keep its refcount and its
+// bytes, whatever order the host writes pages back in.
 Status Qcow2DiskImage::free_cluster(uint64_t cluster_index) {
-    const uint64_t count = TRY(refcount(cluster_index));
-    if (count == 0)
-        return corrupt(fmt::format("cluster {:#x} is referenced but has refcount 0",
-                                   cluster_index << m_header.cluster_bits));
-    TRY(set_refcount(cluster_index, count - 1));
-    if (count == 1)
-        (void)::fallocate(m_fd.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                          static_cast<off_t>(cluster_index << m_header.cluster_bits),
-                          static_cast<off_t>(m_cluster));
+    const uint64_t host = cluster_index << m_header.cluster_bits;
+    if (overlaps_fixed_metadata(host))
+        return corrupt(fmt::format("a mapping being dropped points at {:#x}, the header or a table",
+                                   host));
+    m_pending_frees.push_back(cluster_index);
+    if (m_pending_frees.size() >= kMaxPendingFrees) return flush();
+    return {};
+}
+
+// Drops the queued references; a cluster nobody references any more is punched out of the file.
+Status Qcow2DiskImage::apply_pending_frees() {
+    std::vector<uint64_t> frees;
+    frees.swap(m_pending_frees);
+    for (uint64_t cluster_index : frees) {
+        const uint64_t count = TRY(refcount(cluster_index));
+        if (count == 0)
+            return corrupt(fmt::format("cluster {:#x} is referenced but has refcount 0",
+                                       cluster_index << m_header.cluster_bits));
+        TRY(set_refcount(cluster_index, count - 1));
+        if (count == 1)
+            (void)::fallocate(m_fd.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                              static_cast<off_t>(cluster_index << m_header.cluster_bits),
+                              static_cast<off_t>(m_cluster));
+    }
     return {};
 }
 

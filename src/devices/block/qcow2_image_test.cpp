@@ -3,6 +3,8 @@
 #include "devices/block/qcow2_image.h"
 
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -344,18 +346,29 @@ TEST_F(Qcow2Test, RefusesWhatItCannotHandleWithAClearError) {
               std::string::npos);
     EXPECT_EQ(open_error(dirty, DiskAccess::ReadOnly), "opened");
 
-    const std::string loop = path("loop.qcow2");
-    qemu("qemu-img create -f qcow2 " + loop + " 1M");
-    {  // its own backing file, written by hand: qemu-img refuses to create the loop
-        auto bytes = read_file(loop);
-        const std::string name = "loop.qcow2";
+    const std::string unnamed = path("unnamed.qcow2");
+    qemu("qemu-img create -f qcow2 " + unnamed + " 1M");
+    {  // a backing file name without a format, written by hand (qemu-img 7 always records it)
+        auto bytes = read_file(unnamed);
+        const std::string name = "base.raw";
         std::copy(name.begin(), name.end(), bytes.begin() + 4096 - 64);
-        write_file(loop, bytes);
-        patch_be(loop, 8, 4096 - 64, 8);
-        patch_be(loop, 16, name.size(), 4);
+        write_file(unnamed, bytes);
+        patch_be(unnamed, 8, 4096 - 64, 8);
+        patch_be(unnamed, 16, name.size(), 4);
+        write_file(path("base.raw"), std::vector<uint8_t>(1 << 20, 7));
     }
-    auto looped = open_error(loop, DiskAccess::ReadOnly);
-    EXPECT_NE(looped.find("backing chain deeper than 16"), std::string::npos) << looped;
+    auto no_format = open_error(unnamed, DiskAccess::ReadOnly);
+    EXPECT_NE(no_format.find("is not recorded; record it with `qemu-img rebase -u"),
+              std::string::npos)
+        << no_format;
+
+    // a → b → a, made with an unsafe rebase.
+    const std::string a = path("a.qcow2"), b = path("b.qcow2");
+    qemu("qemu-img create -f qcow2 " + b + " 1M");
+    qemu("qemu-img create -f qcow2 -b b.qcow2 -F qcow2 " + a + " 1M");
+    qemu("qemu-img rebase -u -b a.qcow2 -F qcow2 " + b);
+    auto looped = open_error(a, DiskAccess::ReadOnly);
+    EXPECT_NE(looped.find("loops back"), std::string::npos) << looped;
 
     const std::string bad = path("bad.qcow2");
     qemu("qemu-img create -f qcow2 " + bad + " 1M");
@@ -368,6 +381,14 @@ TEST_F(Qcow2Test, RefusesWhatItCannotHandleWithAClearError) {
     patch_be(bad, 24, uint64_t{1} << 50, 8);  // size far beyond what the L1 table maps
     EXPECT_NE(open_error(bad, DiskAccess::ReadOnly).find("cannot map"), std::string::npos);
     patch_be(bad, 24, 1 << 20, 8);
+    const uint64_t l1 = load_be64(read_file(bad).data() + 40);
+    patch_be(bad, 40, 0, 8);  // L1 table on the header
+    EXPECT_NE(open_error(bad, DiskAccess::ReadWrite).find("overlaps the header"), std::string::npos);
+    patch_be(bad, 40, load_be64(read_file(bad).data() + 48), 8);  // on the refcount table
+    EXPECT_NE(open_error(bad, DiskAccess::ReadWrite).find("overlaps the refcount table"),
+              std::string::npos);
+    patch_be(bad, 40, l1, 8);
+    EXPECT_EQ(open_error(bad, DiskAccess::ReadWrite), "opened");
     patch_be(bad, 40, 0x7fffffff0000ull, 8);  // L1 table past the end of the file
     EXPECT_NE(open_error(bad, DiskAccess::ReadOnly).find("past the end of the file"),
               std::string::npos);
@@ -392,6 +413,76 @@ TEST_F(Qcow2Test, WritesNeverLandOnTheHeaderWhateverTheTablesSay) {
     EXPECT_NE(w.error().message().find("overlaps the header"), std::string::npos);
     auto after = read_file(image);
     EXPECT_EQ(after, before);
+}
+
+// Dropping a mapping must not free (punch out) the header or a table either: a compressed entry
+// whose data "starts" in the header, a shared data entry at the L1 table.
+TEST_F(Qcow2Test, FreesNeverPunchTheHeaderOrTheTables) {
+    for (int variant = 0; variant < 2; variant++) {
+        SCOPED_TRACE(variant);
+        const std::string image = path("evil-free.qcow2");
+        fs::remove(image);
+        qemu("qemu-img create -f qcow2 " + image + " 1M");
+        qemu("qemu-io -f qcow2 -c 'write -P 0x42 0 64k' " + image);
+        auto bytes = read_file(image);
+        const uint64_t l1 = load_be64(bytes.data() + 40);
+        const uint64_t l2 = load_be64(bytes.data() + l1) & 0x00fffffffffffe00ull;
+        patch_be(image, l2, variant == 0 ? (1ull << 62) | 0x200 : l1, 8);
+        const auto before = read_file(image);
+        {
+            auto disk = MUST(Qcow2DiskImage::open(image, DiskAccess::ReadWrite));
+            auto w = disk->write_at(0, std::vector<uint8_t>(65536, 0x99));  // a whole cluster
+            EXPECT_FALSE(w.ok());
+            EXPECT_FALSE(disk->flush().ok());
+        }
+        auto after = read_file(image);
+        EXPECT_TRUE(std::equal(before.begin(), before.begin() + 65536 * 2, after.begin()));
+        EXPECT_EQ(open_error(image, DiskAccess::ReadOnly), "opened");
+    }
+}
+
+// The file system refuses to grow the image at every point of a run of writes (RLIMIT_FSIZE):
+// the write fails, the image then refuses writes, and what is on disk is never corrupt —
+// `qemu-img check` may find leaked clusters, never a referenced cluster counted 0.
+TEST_F(Qcow2Test, AWriteThatFailsMidwayNeverCorruptsTheImage) {
+    ::signal(SIGXFSZ, SIG_IGN);
+    const std::string image = path("full.qcow2");
+    int failures = 0;
+    // Small cuts fail L2-table and refcount-block allocations; cuts around 8 MiB fail the first
+    // move of the refcount table (with 512-byte clusters one table cluster covers 8 MiB).
+    std::vector<uint64_t> cuts;
+    for (uint64_t cut = 4096; cut < 120 * 1024; cut += 8192) cuts.push_back(cut);
+    for (uint64_t cut = (8 << 20) - 65536; cut < (8 << 20) + 196608; cut += 5120)
+        cuts.push_back(cut);
+    for (uint64_t cut : cuts) {
+        fs::remove(image);
+        qemu("qemu-img create -q -f qcow2 -o cluster_size=512 " + image + " 64M");
+        rlimit old{};
+        ::getrlimit(RLIMIT_FSIZE, &old);
+        Status last;
+        {
+            auto disk = MUST(Qcow2DiskImage::open(image, DiskAccess::ReadWrite));
+            rlimit limit = old;
+            limit.rlim_cur = cut;
+            ::setrlimit(RLIMIT_FSIZE, &limit);
+            std::mt19937 rng(static_cast<uint32_t>(cut));
+            const std::vector<uint8_t> data(65536, 1);
+            for (int i = 0; i < 400 && last.ok(); i++)
+                last = disk->write_at((rng() % (63 * 2048)) * 512, data);
+            if (!last.ok()) {
+                failures++;
+                auto again = disk->write_at(0, std::vector<uint8_t>(512, 2));
+                EXPECT_FALSE(again.ok());
+                EXPECT_NE(again.error().message().find("refuses writes"), std::string::npos);
+            }
+            ::setrlimit(RLIMIT_FSIZE, &old);
+        }
+        Outcome check = run("qemu-img check " + image);
+        EXPECT_TRUE(check.status == 0 || check.status == 3) << "cut " << cut << "\n"
+                                                            << check.output;
+        EXPECT_EQ(check.output.find("ERROR"), std::string::npos) << "cut " << cut;
+    }
+    EXPECT_GT(failures, 50);
 }
 
 }  // namespace
