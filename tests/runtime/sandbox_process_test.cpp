@@ -646,9 +646,9 @@ TEST_F(SandboxProcess, VirtioFsPassesFsxListsTenThousandFilesAndKeepsReadOnlySha
     ASSERT_EQ(::access("/bin/busybox", X_OK), 0) << "busybox-static is installed by scripts/setup";
     make_busybox_root(home / "root");
     fs::copy_file(MSB_FSX_BINARY, home / "root" / "bin" / "fsx");
-    // 10,000 files in 100 directories; on PVM hosts 2,000 in 20: there `find` costs ~90 ms of
-    // emulated guest-kernel work per entry, so 10,000 took about 15 minutes alone on the host
-    // (2 Dec 2026), and had not finished after 25 minutes beside two compilers.
+    // 10,000 files in 100 directories; on PVM hosts 2,000 in 20: there `find` costs tens of
+    // milliseconds of emulated guest-kernel work per entry, and fsx plus 10,000 entries had not
+    // finished after 30 minutes alone on the host (2 Dec 2026).
     // MSB_TEST_FIND_DIRS=100 asks for the full 10,000 there too.
     const bool pvm = fs::exists("/sys/module/kvm_pvm");
     const char* dirs_env = std::getenv("MSB_TEST_FIND_DIRS");
