@@ -32,31 +32,41 @@ Result<std::unique_ptr<RawDiskImage>> RawDiskImage::open(const std::string& path
         new RawDiskImage(std::move(fd), path, size, access, S_ISREG(st.st_mode)));
 }
 
-Status RawDiskImage::read_at(uint64_t offset, std::span<uint8_t> out) {
+Result<size_t> pread_up_to(int fd, uint64_t offset, std::span<uint8_t> out, std::string_view what) {
     size_t done = 0;
     while (done < out.size()) {
-        ssize_t n = ::pread(m_fd.get(), out.data() + done, out.size() - done,
-                            static_cast<off_t>(offset + done));
+        ssize_t n =
+            ::pread(fd, out.data() + done, out.size() - done, static_cast<off_t>(offset + done));
         if (n < 0 && errno == EINTR) continue;
-        if (n < 0) return Error::from_errno("read disk image " + m_path);
-        if (n == 0) return Error("read disk image " + m_path + ": unexpected end of file", EIO);
+        if (n < 0) return Error::from_errno(what);
+        if (n == 0) break;
         done += static_cast<size_t>(n);
     }
+    return done;
+}
+
+Status pwrite_exact(int fd, uint64_t offset, std::span<const uint8_t> in, std::string_view what) {
+    size_t done = 0;
+    while (done < in.size()) {
+        ssize_t n =
+            ::pwrite(fd, in.data() + done, in.size() - done, static_cast<off_t>(offset + done));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return Error::from_errno(what, n < 0 ? errno : EIO);
+        done += static_cast<size_t>(n);
+    }
+    return {};
+}
+
+Status RawDiskImage::read_at(uint64_t offset, std::span<uint8_t> out) {
+    const size_t n = TRY(pread_up_to(m_fd.get(), offset, out, "read disk image " + m_path));
+    if (n < out.size()) return Error("read disk image " + m_path + ": unexpected end of file", EIO);
     return {};
 }
 
 Status RawDiskImage::write_at(uint64_t offset, std::span<const uint8_t> in) {
     if (m_access == DiskAccess::ReadOnly)
         return Error("write disk image " + m_path + ": read-only", EROFS);
-    size_t done = 0;
-    while (done < in.size()) {
-        ssize_t n = ::pwrite(m_fd.get(), in.data() + done, in.size() - done,
-                             static_cast<off_t>(offset + done));
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return Error::from_errno("write disk image " + m_path, n < 0 ? errno : EIO);
-        done += static_cast<size_t>(n);
-    }
-    return {};
+    return pwrite_exact(m_fd.get(), offset, in, "write disk image " + m_path);
 }
 
 Status RawDiskImage::flush() {

@@ -80,6 +80,12 @@ private:
     bool m_regular;
 };
 
+// pread(2) until `out` is full or the file ends, retrying EINTR: the number of bytes read (fewer
+// than out.size() only at the end of the file). Errors are "<what>: <strerror>".
+Result<size_t> pread_up_to(int fd, uint64_t offset, std::span<uint8_t> out, std::string_view what);
+// pwrite(2) of all of `in`, retrying EINTR and short writes. Errors are "<what>: <strerror>".
+Status pwrite_exact(int fd, uint64_t offset, std::span<const uint8_t> in, std::string_view what);
+
 // Opens `path` as `format`: "raw", "qcow2" or "vmdk"; anything else is the error
 // "unknown disk image format: <format>" (EINVAL). vmdk images are read-only: asking for
 // ReadWrite is an error that says so. Every error names the file and what to do.

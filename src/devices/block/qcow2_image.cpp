@@ -211,34 +211,16 @@ Error Qcow2DiskImage::corrupt(const std::string& what) const {
 
 Status Qcow2DiskImage::pread_all(uint64_t offset, std::span<uint8_t> out,
                                  bool zero_past_end) const {
-    size_t done = 0;
-    while (done < out.size()) {
-        ssize_t n = ::pread(m_fd.get(), out.data() + done, out.size() - done,
-                            static_cast<off_t>(offset + done));
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) return Error::from_errno("read disk image " + m_path);
-        if (n == 0) {
-            if (!zero_past_end)
-                return corrupt(
-                    fmt::format("metadata at {:#x} lies past the end of the file", offset));
-            std::memset(out.data() + done, 0, out.size() - done);
-            return {};
-        }
-        done += static_cast<size_t>(n);
-    }
+    const size_t n = TRY(pread_up_to(m_fd.get(), offset, out, "read disk image " + m_path));
+    if (n == out.size()) return {};
+    if (!zero_past_end)
+        return corrupt(fmt::format("metadata at {:#x} lies past the end of the file", offset));
+    std::memset(out.data() + n, 0, out.size() - n);
     return {};
 }
 
 Status Qcow2DiskImage::pwrite_all(uint64_t offset, std::span<const uint8_t> in) {
-    size_t done = 0;
-    while (done < in.size()) {
-        ssize_t n = ::pwrite(m_fd.get(), in.data() + done, in.size() - done,
-                             static_cast<off_t>(offset + done));
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return Error::from_errno("write disk image " + m_path, n < 0 ? errno : EIO);
-        done += static_cast<size_t>(n);
-    }
-    return {};
+    return pwrite_exact(m_fd.get(), offset, in, "write disk image " + m_path);
 }
 
 bool Qcow2DiskImage::overlaps_fixed_metadata(uint64_t host) const {
@@ -489,7 +471,8 @@ Status Qcow2DiskImage::write_zeroes(uint64_t offset, uint64_t length) {
 Status Qcow2DiskImage::flush() {
     if (m_access == DiskAccess::ReadOnly) return {};
     TRY(check_usable());
-    if (::fdatasync(m_fd.get()) < 0) return failed(Error::from_errno("fdatasync disk image " + m_path));
+    if (::fdatasync(m_fd.get()) < 0)
+        return failed(Error::from_errno("fdatasync disk image " + m_path));
     if (!m_pending_frees.empty()) {
         if (Status s = apply_pending_frees(); !s.ok()) return failed(s.error());
     }
@@ -661,8 +644,8 @@ Result<uint64_t> Qcow2DiskImage::allocate_cluster() {
 Status Qcow2DiskImage::free_cluster(uint64_t cluster_index) {
     const uint64_t host = cluster_index << m_header.cluster_bits;
     if (overlaps_fixed_metadata(host))
-        return corrupt(fmt::format("a mapping being dropped points at {:#x}, the header or a table",
-                                   host));
+        return corrupt(
+            fmt::format("a mapping being dropped points at {:#x}, the header or a table", host));
     m_pending_frees.push_back(cluster_index);
     if (m_pending_frees.size() >= kMaxPendingFrees) return flush();
     return {};

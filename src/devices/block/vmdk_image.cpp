@@ -169,14 +169,9 @@ Result<std::string> read_descriptor(const std::string& path) {
                          "file (the small .vmdk next to the -flat.vmdk extents)",
                      EINVAL);
     std::string text(kMaxDescriptorBytes + 1, '\0');
-    size_t done = 0;
-    while (done < text.size()) {
-        ssize_t n = ::pread(fd.get(), text.data() + done, text.size() - done, off_t(done));
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) return Error::from_errno("read disk image " + path);
-        if (n == 0) break;
-        done += size_t(n);
-    }
+    const size_t done = TRY(
+        pread_up_to(fd.get(), 0, std::span(reinterpret_cast<uint8_t*>(text.data()), text.size()),
+                    "read disk image " + path));
     text.resize(done);
     // VMDK 1.1 §"Hosted Sparse Extent Header" ("KDMV") and §"ESX Server Sparse Extent Header"
     // ("COWD"): the magic numbers of the binary sparse formats, little-endian.
@@ -225,17 +220,12 @@ Result<OpenedFile> open_extent_file(const std::string& image, const std::string&
 
 Status pread_all(int fd, uint64_t offset, std::span<uint8_t> out, const std::string& image,
                  const std::string& file) {
-    size_t done = 0;
-    while (done < out.size()) {
-        ssize_t n = ::pread(fd, out.data() + done, out.size() - done, off_t(offset + done));
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) return Error::from_errno("read disk image " + image + ": extent " + file);
-        if (n == 0)
-            return Error("read disk image " + image + ": extent " + file +
-                             " ends early (truncated after the image was opened?)",
-                         EIO);
-        done += size_t(n);
-    }
+    const size_t n =
+        TRY(pread_up_to(fd, offset, out, "read disk image " + image + ": extent " + file));
+    if (n < out.size())
+        return Error("read disk image " + image + ": extent " + file +
+                         " ends early (truncated after the image was opened?)",
+                     EIO);
     return {};
 }
 
