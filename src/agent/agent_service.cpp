@@ -34,6 +34,14 @@ log::RateLimit g_drop_limit;
 log::RateLimit g_corrupt_limit;
 log::RateLimit g_heartbeat_limit;
 
+// The first `limit` bytes of a frame in hex, for the log line of a frame that does not decode.
+std::string hex_prefix(const std::vector<uint8_t>& bytes, size_t limit) {
+    std::string out;
+    for (size_t i = 0; i < bytes.size() && i < limit; ++i) out += fmt::format("{:02x}", bytes[i]);
+    if (bytes.size() > limit) out += "...";
+    return out;
+}
+
 Status arm_timer(int fd, std::chrono::milliseconds period) {
     itimerspec spec{};
     spec.it_value.tv_sec = period.count() / 1000;
@@ -280,7 +288,8 @@ void AgentService::handle_frame(protocol::RawFrame&& frame) {
     if (!message.ok()) {
         ++m_stats.dropped_frames;
         if (g_drop_limit.allow())
-            log::warn("agent: dropping frame for session {}: {}", id, message.error().message());
+            log::warn("agent: dropping frame for session {} ({} bytes, starting {}): {}", id,
+                      frame.bytes.size(), hex_prefix(frame.bytes, 64), message.error().message());
         return;
     }
     auto& msg = message.value();

@@ -29,10 +29,23 @@ inline void copy_bytes(uint8_t* dst, const uint8_t* src, size_t n) {
 }
 
 // Appends `bytes` to `out` (which must not contain them) with copy_bytes.
+// Callers that grow `out` step by step reserve with reserve_bytes first, so that resize never
+// reallocates.
 inline void append_bytes_to(std::vector<uint8_t>& out, std::span<const uint8_t> bytes) {
     const size_t at = out.size();
     out.resize(at + bytes.size());
     copy_bytes(out.data() + at, bytes.data(), bytes.size());
+}
+
+// Raises `out`'s capacity to at least `capacity`, moving its bytes with copy_bytes: the
+// standard vector's own reallocation moves them with glibc's memmove, which is the copy that
+// loses bytes in the guest.
+inline void reserve_bytes(std::vector<uint8_t>& out, size_t capacity) {
+    if (capacity <= out.capacity()) return;
+    std::vector<uint8_t> grown;
+    grown.reserve(capacity);
+    append_bytes_to(grown, out);
+    out.swap(grown);
 }
 
 // A new vector holding a copy of `bytes`.

@@ -39,5 +39,21 @@ TEST(ByteCopy, AppendKeepsWhatWasThere) {
     EXPECT_TRUE(copy_to_vector({}).empty());
 }
 
+TEST(ByteCopy, ReserveBytesKeepsContentAndNeverShrinks) {
+    auto out = pattern(5000, 3);
+    const auto before = out;
+    reserve_bytes(out, 20000);
+    EXPECT_GE(out.capacity(), 20000u);
+    EXPECT_EQ(out, before);
+    const uint8_t* data = out.data();
+    reserve_bytes(out, 100);  // smaller than held: nothing moves
+    EXPECT_EQ(out.data(), data);
+    EXPECT_EQ(out, before);
+    std::vector<uint8_t> empty;
+    reserve_bytes(empty, 9);
+    EXPECT_TRUE(empty.empty());
+    EXPECT_GE(empty.capacity(), 9u);
+}
+
 }  // namespace
 }  // namespace msb
