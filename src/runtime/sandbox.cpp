@@ -22,6 +22,7 @@
 #include "devices/block/block_device.h"
 #include "devices/console/console_device.h"
 #include "devices/fs/fs_device.h"
+#include "devices/rng/rng_device.h"
 #include "loader/cpio.h"
 #include "protocol/frame.h"
 #include "protocol/messages.h"
@@ -121,7 +122,7 @@ Result<std::shared_ptr<virtio::MmioTransport>> disk_transport(const std::string&
 
 // Devices, in the order the guest probes them (the root disk must become /dev/vda): the agent
 // console, the root (a virtio-fs directory or a disk image), the runtime share at /.msb, the
-// user's directory mounts and the disk images.
+// user's directory mounts, the disk images and an entropy source (virtio-rng).
 Result<vmm::Vm> build_vm(const Config& config, ByteRing& to_guest, ByteRing& from_guest,
                          std::function<void(int)> observer) {
     if (config.init_path) return Error("--init-path is not supported: the agent is always init");
@@ -161,6 +162,10 @@ Result<vmm::Vm> build_vm(const Config& config, ByteRing& to_guest, ByteRing& fro
         TRY(add(fs_transport(mount.tag, mount.host, mount.access), "--mount " + mount.tag));
     for (const auto& disk : config.disks)
         TRY(add(disk_transport(disk.id, disk.host, disk.format, disk.access), "--disk " + disk.id));
+    // An entropy source: without one the guest's CRNG waits for interrupt timing, getrandom()
+    // blocks, and every early /dev/urandom read spins the kernel's jitter loop (emulated
+    // instruction by instruction on PVM).
+    TRY(add(virtio::MmioTransport::create(std::make_shared<devices::RngDevice>()), "virtio-rng"));
 
     std::vector<loader::InitrdImage> initrds;
     initrds.push_back(loader::InitrdImage::file(config.initramfs));

@@ -141,6 +141,18 @@ TEST_F(AgentInGuest, PipesStdinAndExitCodes) {
     EXPECT_EQ(sleeper->wait().value_or(-1), 137);
 }
 
+// Every sandbox has a virtio-rng device: the guest's CRNG is seeded during boot, so reading
+// /dev/random (which waits for that) answers at once.
+TEST_F(AgentInGuest, TheGuestHasAnEntropySource) {
+    auto rng = sandbox().exec("cat", {"/sys/class/misc/hw_random/rng_current"});
+    ASSERT_TRUE(rng.ok()) << rng.error().message();
+    EXPECT_EQ(rng->stdout_data, "virtio_rng.0\n") << rng->stderr_data;
+    auto bytes = sandbox().exec(
+        "sh", {"-c", "head -c 64 /dev/random | wc -c; dmesg | grep -c 'crng init done'"});
+    ASSERT_TRUE(bytes.ok()) << bytes.error().message();
+    EXPECT_EQ(bytes->stdout_data, "64\n1\n") << bytes->stderr_data;
+}
+
 // Stdin streamed in 64 KiB and odd-sized chunks arrives byte for byte, round after round. On the
 // PVM host the agent once lost ~1 in 100 such frames: growing its frame buffer with the
 // vector's own memmove zeroed 16-byte runs of the frame's start (byte_copy.h).
