@@ -11,13 +11,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
 
+#include "sdk/util.h"
 #include "store/database.h"
 #include "store/records.h"
 
@@ -376,14 +376,8 @@ TEST_F(Cli, DISABLED_ParallelRunsAllSucceedAndLeaveNothing) {
         if (auto at = results[i].err.rfind(see); results[i].code != i && at != std::string::npos) {
             std::string path = results[i].err.substr(at + see.size());
             path = path.substr(0, path.find_first_of(" \n"));
-            std::ifstream log(path);
-            std::deque<std::string> tail;
-            for (std::string line; std::getline(log, line);) {
-                tail.push_back(line);
-                if (tail.size() > 15) tail.pop_front();
-            }
             std::string text;
-            for (const auto& line : tail) text += line + "\n";
+            for (const auto& line : msb::sdk::tail_rotated_log(path, 15)) text += line + "\n";
             ADD_FAILURE() << "run " << i << ": the end of " << path << ":\n" << text;
         }
     }
